@@ -1,0 +1,38 @@
+"""The promoloop code location: every asset, check, job, schedule and sensor, wired to its resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from orchestration.dbt import dbt_project
+from orchestration.defs import features, feedback, ingest, quality, scoring, training
+from orchestration.defs.jobs import all_jobs
+from orchestration.defs.schedules import daily_scoring_schedule
+from orchestration.defs.sensors import all_sensors
+from orchestration.resources import PromoHome
+
+
+def build_definitions() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[
+            *ingest.ingest_assets,
+            features.feature_models,
+            features.decision_log,
+            features.training_dataset,
+            *training.training_assets,
+            *scoring.scoring_assets,
+            *feedback.feedback_assets,
+        ],
+        asset_checks=[*quality.quality_checks, *scoring.output_checks],
+        jobs=all_jobs(),
+        schedules=[daily_scoring_schedule()],
+        sensors=all_sensors(),
+        resources={
+            "promo": PromoHome(),
+            "dbt": DbtCliResource(project_dir=dbt_project()),
+        },
+    )
+
+
+defs = build_definitions()
