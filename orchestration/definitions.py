@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.dbt import dbt_project
-from orchestration.defs import features, feedback, ingest, quality, scoring, training
+from orchestration.dbt import dbt_executable, dbt_project
+from orchestration.defs import features, ingest, scoring
 from orchestration.defs.jobs import all_jobs
 from orchestration.defs.schedules import daily_scoring_schedule
 from orchestration.defs.sensors import all_sensors
@@ -19,18 +19,14 @@ def build_definitions() -> dg.Definitions:
             *ingest.ingest_assets,
             features.feature_models,
             features.decision_log,
-            features.training_dataset,
-            *training.training_assets,
-            *scoring.scoring_assets,
-            *feedback.feedback_assets,
+            scoring.promo_candidates,
         ],
-        asset_checks=[*quality.quality_checks, *scoring.output_checks],
         jobs=all_jobs(),
         schedules=[daily_scoring_schedule()],
         sensors=all_sensors(),
         resources={
             "promo": PromoHome(),
-            "dbt": DbtCliResource(project_dir=dbt_project()),
+            "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
         },
     )
 

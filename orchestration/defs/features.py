@@ -1,7 +1,6 @@
 """dbt feature models as Dagster assets: every model but the daily candidates, built with `dbt build`
 so that dbt tests run as asset checks and a failing test stops what depends on it."""
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets

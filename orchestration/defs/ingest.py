@@ -2,7 +2,6 @@
 replaces that day. Row-level validation and quarantine live in `orchestration.landing` (pure) and
 `orchestration.warehouse` (writes); this module only wires them to Dagster."""
 
-from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
@@ -73,10 +72,10 @@ def build_ingest_asset(table: LandingTable) -> dg.AssetsDefinition:
                     landing.list_files(folder),
                     partition=day,
                     now=datetime.now(UTC).replace(tzinfo=None),
-                    context=warehouse.reference_context(con, table, day),
+                    references=warehouse.reference_context(con, table, day),
                     run_id=context.run_id,
                 )
-                warehouse.write_partition(con, table, day, batch)
+                warehouse.write_partition(con, table, day, batch, run_id=context.run_id)
                 total = total + batch.stats
                 context.log.info(
                     f"raw.{table.name} {day or ''}: read {batch.stats.rows_read}, loaded "

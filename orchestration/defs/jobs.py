@@ -1,16 +1,15 @@
 """Jobs: named selections of the asset graph that schedules, sensors and the demo run."""
 
-from __future__ import annotations
 
 from functools import cache
 
 import dagster as dg
 
-RAW = ["raw"]
+from orchestration.partitions import daily_partitions
 
 
 @cache
-def ingest_catalog_job() -> dg.UnresolvedAssetJobDefinition:
+def ingest_catalog_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "ingest_catalog_job",
         selection=dg.AssetSelection.assets(["raw", "users"], ["raw", "products"], ["raw", "offers"]),
@@ -19,7 +18,7 @@ def ingest_catalog_job() -> dg.UnresolvedAssetJobDefinition:
 
 
 @cache
-def ingest_events_job() -> dg.UnresolvedAssetJobDefinition:
+def ingest_events_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "ingest_events_job",
         selection=dg.AssetSelection.assets(["raw", "events"]),
@@ -28,7 +27,7 @@ def ingest_events_job() -> dg.UnresolvedAssetJobDefinition:
 
 
 @cache
-def ingest_feedback_job() -> dg.UnresolvedAssetJobDefinition:
+def ingest_feedback_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "ingest_feedback_job",
         selection=dg.AssetSelection.assets(["raw", "feedback"]),
@@ -37,50 +36,29 @@ def ingest_feedback_job() -> dg.UnresolvedAssetJobDefinition:
 
 
 @cache
-def features_job() -> dg.UnresolvedAssetJobDefinition:
+def features_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "features_job",
-        selection=dg.AssetSelection.groups("features") | dg.AssetSelection.assets("training_dataset"),
-        description="dbt build of staging, intermediate and marts (tests as checks), then the training set.",
+        selection=dg.AssetSelection.groups("features"),
+        description="dbt build of staging, intermediate and marts, with dbt tests as asset checks.",
     )
 
 
 @cache
-def training_job() -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        "training_job",
-        selection=dg.AssetSelection.assets("effect_predictor", "copy_generator"),
-        description="Train the effect predictor and the copy generator and publish them to the registry.",
-    )
-
-
-@cache
-def daily_scoring_job() -> dg.UnresolvedAssetJobDefinition:
+def daily_scoring_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "daily_scoring_job",
         selection=dg.AssetSelection.groups("scoring") - dg.AssetSelection.assets(["delivery", "decision_log"]),
-        description="candidates -> scores -> plan -> messages -> delivery export, for one day.",
+        partitions_def=daily_partitions(),
+        description="The day's candidates (and, as they land, scores -> plan -> messages -> export).",
     )
 
 
-@cache
-def retrain_job() -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        "retrain_job",
-        selection=dg.AssetSelection.groups("features")
-        | dg.AssetSelection.assets("training_dataset", "retrained_predictor"),
-        description="Refresh features with the new outcomes, train a challenger, evaluate it off-policy, "
-        "and promote it only if it is better beyond the uncertainty.",
-    )
-
-
-def all_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+def all_jobs() -> list:
     return [
         ingest_catalog_job(),
         ingest_events_job(),
         ingest_feedback_job(),
         features_job(),
-        training_job(),
         daily_scoring_job(),
-        retrain_job(),
     ]

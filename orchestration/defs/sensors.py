@@ -1,27 +1,18 @@
-"""Sensors: new landing files -> ingestion runs for exactly the affected days; enough new feedback ->
-retraining. They read file names, stat() and the Dagster event log, never the warehouse."""
+"""Sensors: new landing files -> ingestion runs for exactly the affected days; loaded events -> features.
+They read file names, stat() and the Dagster event log, never the warehouse."""
 
-from __future__ import annotations
 
 import hashlib
-import json
-import os
 
 import dagster as dg
 
-from orchestration.defs.jobs import features_job, ingest_events_job, ingest_feedback_job, retrain_job
+from orchestration.defs.jobs import features_job, ingest_events_job, ingest_feedback_job
 from orchestration.landing_watch import scan_landing
 from orchestration.partitions import daily_partitions
 from orchestration.settings import paths
 
-FEEDBACK_KEY = dg.AssetKey(["raw", "feedback"])
 
-
-def retrain_min_rows() -> int:
-    return int(os.environ.get("PROMO_RETRAIN_MIN_ROWS", "2000"))
-
-
-def landing_sensor(table: str, job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def landing_sensor(table: str, job) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"{table}_landing_sensor",
         job=job,
@@ -63,38 +54,9 @@ def features_after_events_sensor(context: dg.RunStatusSensorContext):
     return dg.RunRequest(run_key=f"features-after-{context.dagster_run.run_id}")
 
 
-@dg.sensor(
-    name="retrain_sensor",
-    job=retrain_job(),
-    minimum_interval_seconds=300,
-    description="Requests a retraining run once enough new feedback rows have been loaded "
-    "(PROMO_RETRAIN_MIN_ROWS, default 2000), counted from raw/feedback materialization metadata.",
-)
-def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    state = json.loads(context.cursor) if context.cursor else {"after_id": 0, "pending_rows": 0}
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=FEEDBACK_KEY, after_storage_id=state["after_id"]), limit=1000
-    ).records
-    for record in records:
-        meta = record.asset_materialization.metadata if record.asset_materialization else {}
-        rows = meta.get("rows_loaded")
-        state["pending_rows"] += int(rows.value) if rows is not None else 0
-        state["after_id"] = max(state["after_id"], record.storage_id)
-    threshold = retrain_min_rows()
-    if state["pending_rows"] < threshold:
-        return dg.SensorResult(
-            skip_reason=f"{state['pending_rows']} new feedback rows since the last retraining (< {threshold})",
-            cursor=json.dumps(state),
-        )
-    request = dg.RunRequest(run_key=f"retrain-after-{state['after_id']}", tags={"promoloop/new_rows": str(state["pending_rows"])})
-    state["pending_rows"] = 0
-    return dg.SensorResult(run_requests=[request], cursor=json.dumps(state))
-
-
 def all_sensors() -> list[dg.SensorDefinition]:
     return [
         landing_sensor("events", ingest_events_job()),
         landing_sensor("feedback", ingest_feedback_job()),
         features_after_events_sensor,
-        retrain_sensor,
     ]
