@@ -229,7 +229,7 @@ def _read_file(path: Path) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
         frame, broken = _read_csv_lines(path)
         warnings.append(f"{path.name}: {broken.height} unreadable line(s) quarantined")
         return frame, broken, warnings
-    frame = pl.read_csv(io.BytesIO(raw), infer_schema=False, missing_utf8_is_empty_string=False)
+    frame = pl.read_csv(io.BytesIO(raw), infer_schema=False)
     frame = frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias("_source_line"))
     return frame, pl.DataFrame(schema=QUARANTINE_SCHEMA), warnings
 
