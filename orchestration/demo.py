@@ -128,7 +128,7 @@ def warehouse_summary(paths: PromoPaths) -> list[tuple[str, int]]:
             "select table_schema, table_name from information_schema.tables "
             "where table_schema not in ('information_schema', 'pg_catalog') order by 1, 2"
         ).fetchall()
-        return [(f"{s}.{t}", con.execute(f'select count(*) from "{s}"."{t}"').fetchone()[0]) for s, t in tables]
+        return [(f"{s}.{t}", con.execute(f'select count(*) from "{s}"."{t}"').fetchall()[0][0]) for s, t in tables]
     finally:
         con.close()
 

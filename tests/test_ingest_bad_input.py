@@ -77,7 +77,7 @@ def _quarantine(home: Path, table: str = "events") -> pl.DataFrame:
 def _count(home: Path, sql: str) -> int:
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        return con.execute(sql).fetchone()[0]
+        return con.execute(sql).fetchall()[0][0]
     finally:
         con.close()
 
@@ -102,7 +102,7 @@ def test_catalogue_rules(home: Path) -> None:
 def test_pii_goes_to_private_contacts_only(home: Path) -> None:
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     raw_cols = [r[0] for r in con.execute("describe raw.users").fetchall()]
-    contacts = con.execute("select count(*) from private.user_contacts").fetchone()[0]
+    contacts = con.execute("select count(*) from private.user_contacts").fetchall()[0][0]
     con.close()
     assert "email" not in raw_cols and "phone" not in raw_cols
     assert contacts == 2

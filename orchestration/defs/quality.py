@@ -1,0 +1,95 @@
+"""Great Expectations suites as Dagster asset checks. Each checked asset gets two checks from one suite:
+`gx_contract` (blocking, ERROR: a failing table stops what depends on it in the run) and `gx_drift`
+(WARN: shown, never blocking). Partitioned assets are validated on the days the run loaded."""
+
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+from orchestration.resources import PromoHome
+
+# asset key -> (suite, warehouse table, partition column or None)
+CHECKED = {
+    ("raw", "users"): ("raw_users", "raw.users", None),
+    ("raw", "products"): ("raw_products", "raw.products", None),
+    ("raw", "offers"): ("raw_offers", "raw.offers", None),
+    ("raw", "events"): ("raw_events", "raw.events", "event_date"),
+    ("raw", "feedback"): ("raw_feedback", "raw.feedback", "feedback_date"),
+    ("marts", "fct_user_features"): ("user_features", "marts.fct_user_features", None),
+    ("marts", "fct_training_examples"): ("training_examples", "marts.fct_training_examples", None),
+}
+
+
+def run_partition_days(tags: dict[str, str]) -> tuple[date, date] | None:
+    """The days a run materialized: one partition, a single-run range, or None (unpartitioned)."""
+    if "dagster/partition" in tags:
+        day = date.fromisoformat(tags["dagster/partition"])
+        return day, day
+    if "dagster/asset_partition_range_start" in tags:
+        return (
+            date.fromisoformat(tags["dagster/asset_partition_range_start"]),
+            date.fromisoformat(tags["dagster/asset_partition_range_end"]),
+        )
+    return None
+
+
+def build_gx_checks(key: tuple[str, ...], suite: str, table: str, partition_column: str | None):
+    asset_key = dg.AssetKey(list(key))
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec("gx_contract", asset=asset_key, blocking=True, description=f"GX suite {suite}: errors"),
+            dg.AssetCheckSpec("gx_drift", asset=asset_key, description=f"GX suite {suite}: drift warnings"),
+        ],
+        name=f"gx_{'_'.join(key)}",
+        pool="duckdb",
+    )
+    def gx_checks(context: dg.AssetCheckExecutionContext, promo: PromoHome):
+        from expectations.runner import drift_params, partition_params, validate_table
+
+        days = run_partition_days(context.run.tags) if partition_column else None
+        where, params = None, {}
+        with promo.connect() as con:
+            if days:
+                start, end = days
+                where = f"{partition_column} between DATE '{start}' and DATE '{end}'"
+                params.update(
+                    partition_params(
+                        datetime(start.year, start.month, start.day),
+                        datetime(end.year, end.month, end.day) + timedelta(days=1),
+                    )
+                )
+                previous = con.execute(
+                    f"select count(*) from {table} where {partition_column} = ?", [start - timedelta(days=1)]
+                ).fetchall()[0][0]
+                span = (end - start).days + 1
+                params.update(drift_params(previous * span if previous else None))
+            else:
+                params.update(drift_params(None))
+            summary = validate_table(con, suite, table, where=where, params=params)
+        scope = f"{days[0]}..{days[1]}" if days else "whole table"
+        yield dg.AssetCheckResult(
+            check_name="gx_contract",
+            asset_key=asset_key,
+            passed=summary.passed("error"),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={**_md(summary.to_metadata("error")), "scope": scope},
+        )
+        yield dg.AssetCheckResult(
+            check_name="gx_drift",
+            asset_key=asset_key,
+            passed=summary.passed("warn"),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={**_md(summary.to_metadata("warn")), "scope": scope},
+        )
+
+    return gx_checks
+
+
+def _md(meta: dict) -> dict:
+    out = dict(meta)
+    out["failures"] = dg.MetadataValue.md(meta["failures"])
+    return out
+
+
+quality_checks = [build_gx_checks(key, *spec) for key, spec in CHECKED.items()]
