@@ -23,8 +23,10 @@ daily as (
         count(*) filter (where event_type = 'purchase') as n_purchases,
         coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as revenue,
         coalesce(sum(price) filter (where event_type = 'purchase'), 0) as purchased_price_sum,
-        mode(hour(event_at)) as top_hour,
-        mode(platform) as top_platform,
+        -- The hour and platform of the day's last event: cheap (no holistic aggregate per user-day);
+        -- the mode over days of these is the user's active hour and preferred platform.
+        hour(max(event_at)) as top_hour,
+        arg_max(platform, event_at) as top_platform,
         max(loaded_at) as loaded_at
     from events
     group by user_id, event_date

@@ -1,0 +1,163 @@
+"""Feature build: `dbt build` of the user features (with their staging/intermediate models and tests)
+beside ONE hand-written DuckDB query computing the same user features, on the same 10M events, same run.
+
+    python -m bench.feature_build [--events 10000000] [--users 200000] [--products 20000]
+
+Target: dbt build <= 2.0x the single query (dbt adds ~2-4 s of start-up and runs its tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+from bench.common import write_result
+from orchestration.dbt import dbt_executable
+from orchestration.settings import DBT_PROJECT_DIR
+from orchestration.warehouse import ensure_schemas
+
+EVENT_TYPES = "['view', 'view', 'view', 'view', 'view', 'view', 'favorite', 'cart', 'cart', 'purchase']"
+
+def generate(con: duckdb.DuckDBPyConnection, n_events: int, n_users: int, n_products: int, days: int = 90) -> None:
+    """Pseudo-random raw tables, in SQL, directly in the warehouse (hash-based: deterministic)."""
+    ensure_schemas(con)
+    con.execute(
+        f"""
+        insert into raw.users (user_id, signup_at, gender, city_tier, member_level, locale, timezone,
+                               consent_push, consent_sms, consent_email)
+        select 'u' || i, timestamp '2024-01-01' + to_days(i % 600), ['F','M','U'][1 + i % 3], 1 + i % 5,
+               ['bronze','silver','gold','vip'][1 + i % 4], ['zh-CN','en-US'][1 + (i % 10 > 6)::int],
+               'Asia/Shanghai', i % 10 < 7, i % 10 < 4, i % 10 < 5
+        from range({n_users}) t(i)
+        """
+    )
+    con.execute(
+        f"""
+        insert into raw.products (product_id, title, brand, category, price, cost, is_active)
+        select 'p' || i, 'product ' || i, 'brand' || (i % 50), 'cat' || (i % 12),
+               round(5 + (hash(i) % 100000) / 100.0, 2), round((5 + (hash(i) % 100000) / 100.0) * 0.6, 2), true
+        from range({n_products}) t(i)
+        """
+    )
+    con.execute(
+        f"""
+        insert into raw.events (event_id, user_id, event_type, event_at, product_id, session_id, quantity,
+                                price, platform, event_date, _loaded_at)
+        select 'e' || i,
+               'u' || (hash(i, 1) % {n_users}),
+               {EVENT_TYPES}[(1 + hash(i, 2) % 10)::bigint],
+               timestamp '2026-01-01' + to_seconds((hash(i, 3) % ({days} * 86400))::bigint),
+               'p' || (hash(i, 4) % {n_products}),
+               's' || (i // 4), 1, round(5 + (hash(i, 5) % 100000) / 100.0, 2),
+               ['app','web','mini_program'][(1 + hash(i, 6) % 3)::bigint],
+               cast(timestamp '2026-01-01' + to_seconds((hash(i, 3) % ({days} * 86400))::bigint) as date),
+               current_timestamp
+        from range({n_events}) t(i)
+        """
+    )
+
+REFERENCE_QUERY = """
+create or replace table bench_reference as
+with as_of as (select max(event_date) + 1 as d from raw.events),
+ev as (select e.*, p.category from raw.events e left join raw.products p using (product_id)),
+activity as (
+    select user_id,
+        count(*) filter (where event_date >= d - 7) as events_7d,
+        count(*) filter (where event_date >= d - 30) as events_30d,
+        count(*) as events_90d,
+        count(*) filter (where event_type = 'purchase' and event_date >= d - 7) as frequency_7d,
+        count(*) filter (where event_type = 'purchase' and event_date >= d - 30) as frequency_30d,
+        count(*) filter (where event_type = 'purchase') as frequency_90d,
+        coalesce(sum(price * quantity) filter (where event_type = 'purchase' and event_date >= d - 7), 0) as monetary_7d,
+        coalesce(sum(price * quantity) filter (where event_type = 'purchase' and event_date >= d - 30), 0) as monetary_30d,
+        coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as monetary_90d,
+        max(event_date) as last_active_date
+    from ev, as_of where event_date < d and event_date >= d - 90 group by user_id
+),
+habits as (
+    select user_id, mode(last_hour) as active_hour_utc, mode(last_platform) as preferred_platform
+    from (select user_id, event_date, hour(max(event_at)) as last_hour, arg_max(platform, event_at) as last_platform
+          from ev, as_of where event_date < d and event_date >= d - 90 group by user_id, event_date)
+    group by user_id
+),
+cats as (
+    select user_id, arg_max(category, n) as top_category, max(n) / sum(n) as top_category_share
+    from (select user_id, category, count(*) as n from ev, as_of
+          where event_date < d and event_date >= d - 90 and category is not null group by 1, 2)
+    group by user_id
+)
+select u.user_id, as_of.d as as_of_date, coalesce(as_of.d - a.last_active_date, 999) as recency_days,
+       a.* exclude (user_id, last_active_date), h.active_hour_utc, h.preferred_platform,
+       c.top_category, c.top_category_share
+from raw.users u cross join as_of left join activity a using (user_id) left join habits h using (user_id)
+     left join cats c using (user_id)
+"""
+
+def _slowest_nodes(run_results: Path) -> list[tuple[str, float]]:
+    results = json.loads(run_results.read_text())["results"]
+    return sorted(((r["unique_id"].split(".")[-1], r["execution_time"]) for r in results), key=lambda x: -x[1])
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--products", type=int, default=20_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        warehouse = Path(tmp) / "bench.duckdb"
+        con = duckdb.connect(str(warehouse))
+        start = time.perf_counter()
+        generate(con, args.events, args.users, args.products)
+        print(f"generated {args.events:,} events in {time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+        con.execute(REFERENCE_QUERY)
+        query_seconds = time.perf_counter() - start
+        reference_rows = con.execute("select count(*) from bench_reference").fetchall()[0][0]
+        con.close()
+        env = {**os.environ, "PROMO_WAREHOUSE": str(warehouse)}
+        command = [
+            dbt_executable(), "build", "--select", "+fct_user_features", "--project-dir", str(DBT_PROJECT_DIR),
+            "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(Path(tmp) / "target"), "--quiet",
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True)
+        dbt_seconds = time.perf_counter() - start
+        slowest = _slowest_nodes(Path(tmp) / "target" / "run_results.json")
+        con = duckdb.connect(str(warehouse), read_only=True)
+        mismatches = con.execute(
+            """select count(*) from marts.fct_user_features f join bench_reference r using (user_id)
+               where f.events_30d <> coalesce(r.events_30d, 0) or f.frequency_90d <> coalesce(r.frequency_90d, 0)
+                  or abs(f.monetary_90d - coalesce(r.monetary_90d, 0)) > 0.01 or f.recency_days <> r.recency_days
+"""
+        ).fetchall()[0][0]
+        dbt_rows = con.execute("select count(*) from marts.fct_user_features").fetchall()[0][0]
+        con.close()
+    ratio = dbt_seconds / query_seconds
+    print("slowest dbt nodes:", ", ".join(f"{name} {sec:.1f}s" for name, sec in slowest[:8]))
+    print(f"single DuckDB query: {query_seconds:6.2f} s  ({reference_rows:,} users)")
+    print(f"dbt build          : {dbt_seconds:6.2f} s  ({dbt_rows:,} users; models + tests + ~2-4 s start-up)")
+    print(f"ratio dbt / query  : {ratio:.2f}x  (target <= 2.0x); feature mismatches: {mismatches}")
+    write_result(
+        "feature_build",
+        round(ratio, 3),
+        "x",
+        reference=round(query_seconds, 3),
+        ratio=round(ratio, 3),
+        target="<= 2.0",
+        passed=ratio <= 2.0 and mismatches == 0,
+        extra={"dbt_seconds": round(dbt_seconds, 2), "query_seconds": round(query_seconds, 2), "events": args.events,
+               "users": args.users, "mismatched_users": mismatches,
+               "slowest_dbt_nodes": dict(slowest[:8])},
+    )
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())
