@@ -62,6 +62,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     report = convert_olist(Path(args.dir), paths().landing)
     print(report)
+    if args.load:
+        from orchestration.demo import load_landing
+
+        # Real histories start long before the default partitions do.
+        os.environ.setdefault("PROMO_START_DATE", report.first_day)
+        load_landing(paths(), date.fromisoformat(report.first_day), date.fromisoformat(report.last_day))
     return 0
 
 
@@ -121,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="convert a real shop's export into the landing contract")
     p.add_argument("source", choices=["olist"])
     p.add_argument("dir", help="folder with the source CSV files")
+    p.add_argument("--load", action="store_true", help="then ingest it and build the features (in-process)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("report", help="print the daily delivery report")

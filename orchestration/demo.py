@@ -133,8 +133,49 @@ def warehouse_summary(paths: PromoPaths) -> list[tuple[str, int]]:
         con.close()
 
 
-def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
+def quarantine_summary(paths: PromoPaths) -> list[tuple[str, str, int]]:
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        rows = []
+        for (table,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'quarantine' order by 1"
+        ).fetchall():
+            rows += [
+                (table, reason, n)
+                for reason, n in con.execute(
+                    f"select reason, count(*) from quarantine.{table} group by 1 order by 2 desc"
+                ).fetchall()
+            ]
+        return rows
+    finally:
+        con.close()
+
+
+def load_landing(paths: PromoPaths, first: date, last: date, timer: StepTimer | None = None) -> dg.Definitions:
+    """Ingest what is in `landing/` (catalogue, then the events of [first, last] in one run) and build
+    the features: the initial backfill of a new shop, simulated or real."""
+
     from orchestration.definitions import build_definitions
+
+    timer = timer or StepTimer()
+    instance = get_instance(paths.dagster_home)
+    defs = build_definitions()
+    timer.run("ingest users, products, offers", run_job, defs, instance, "ingest_catalog_job")
+    timer.run(
+        f"ingest events {first} .. {last}",
+        run_job,
+        defs,
+        instance,
+        "ingest_events_job",
+        partition_range=(str(first), str(last)),
+    )
+    timer.run("dbt build (features, tests as checks)", run_job, defs, instance, "features_job")
+    quarantined = quarantine_summary(paths)
+    print("  quarantine: " + (", ".join(f"{t}.{r}={n:,}" for t, r, n in quarantined) or "nothing rejected"))
+    return defs
+
+
+def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
     started = time.perf_counter()
     timer = StepTimer()
     if options.fresh and paths.home.exists():
@@ -156,17 +197,7 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
     )
     first = shop.config.start
     last = first + timedelta(days=options.history_days - 1)
-    defs = build_definitions()
-    timer.run("ingest users, products, offers", run_job, defs, instance, "ingest_catalog_job")
-    timer.run(
-        f"ingest events {first} .. {last}",
-        run_job,
-        defs,
-        instance,
-        "ingest_events_job",
-        partition_range=(str(first), str(last)),
-    )
-    timer.run("dbt build (features, tests as checks)", run_job, defs, instance, "features_job")
+    defs = load_landing(paths, first, last, timer)
     today = last + timedelta(days=1)
     timer.run(f"daily scoring job for {today} (candidates)", run_job, defs, instance, "daily_scoring_job", str(today))
     # From here on the sensors own the landing folders: start their cursors past what is loaded.
