@@ -53,7 +53,7 @@ def write_result(
         "ratio": ratio,
         "target": target,
         "passed": bool(passed),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": _command(),
         "machine": machine_description(),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
@@ -63,6 +63,13 @@ def write_result(
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return path
+
+
+def _command() -> str:
+    """How to rerun this: `python -m bench.<script> <args>` (sys.argv[0] is the script's file path)."""
+    script = Path(sys.argv[0])
+    module = f"bench.{script.stem}" if script.parent.name == "bench" else str(script)
+    return " ".join(["python", "-m", module, *(shlex.quote(a) for a in sys.argv[1:])])
 
 
 @contextmanager
