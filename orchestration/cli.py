@@ -51,6 +51,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         n_users=args.users,
         n_products=args.products,
         history_days=args.history_days,
+        loop_days=args.days,
         seed=args.seed,
         fresh=not args.keep,
     )
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=5000)
     p.add_argument("--products", type=int, default=500)
     p.add_argument("--history-days", type=int, default=30)
+    p.add_argument("--days", type=int, default=3, help="closed-loop days after the history: plan, respond, learn")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep an existing home instead of starting fresh")
     p.set_defaults(func=cmd_demo)

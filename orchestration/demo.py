@@ -29,7 +29,7 @@ class DemoOptions:
     n_users: int = 5000
     n_products: int = 500
     history_days: int = 30
-    loop_days: int = 0
+    loop_days: int = 3
     seed: int = 7
     fresh: bool = True
 
@@ -198,12 +198,20 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
     first = shop.config.start
     last = first + timedelta(days=options.history_days - 1)
     defs = load_landing(paths, first, last, timer)
-    today = last + timedelta(days=1)
-    timer.run(f"daily scoring job for {today} (candidates)", run_job, defs, instance, "daily_scoring_job", str(today))
     # From here on the sensors own the landing folders: start their cursors past what is loaded.
     cursors: dict[str, str | None] = {}
     for name in ("events_landing_sensor", "feedback_landing_sensor"):
         run_sensor_cursor_only(defs, instance, name, cursors)
+    from simulator import Shop
+
+    for offset in range(options.loop_days):
+        day = last + timedelta(days=offset + 1)
+        timer.run(f"{day}: daily scoring job", run_job, defs, instance, "daily_scoring_job", str(day))
+        shop = Shop.load(paths.home)
+        outcome = timer.run(f"{day}: customers respond", shop.advance_day, day, read_export(paths, day))
+        print(f"    {outcome}")
+        timer.run(f"{day}: sensors load events and feedback", tick_landing_sensors, defs, instance, cursors)
+        timer.run(f"{day}: features", run_job, defs, instance, "features_job")
 
     print("\nwarehouse tables:")
     for table, rows in warehouse_summary(paths):
@@ -213,6 +221,18 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
         print(f"  {seconds:7.1f} s  {label}")
     print(f"\nDagster UI: DAGSTER_HOME={paths.dagster_home} dagster dev -w workspace.yaml")
     return 0
+
+
+def tick_landing_sensors(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None]) -> int:
+    return sum(run_sensor(defs, instance, name, cursors) for name in ("events_landing_sensor", "feedback_landing_sensor"))
+
+
+def read_export(paths: PromoPaths, day: date):
+    """The day's delivery file as the channel systems (here: the simulated customers) receive it."""
+    import polars as pl
+
+    path = paths.exports / f"date={day}" / "delivery.parquet"
+    return pl.read_parquet(path) if path.exists() else None
 
 
 def run_sensor_cursor_only(

@@ -49,6 +49,11 @@ def stable_uniform(keys: pl.Series, salt: str) -> np.ndarray:
     return hashed.to_numpy().astype(np.float64) / float(2**56)
 
 
+def holdout_users(user_ids: pl.Series, share: float, salt: str = "promoloop-holdout") -> np.ndarray:
+    """The global holdout: the same ~`share` of users every day, whatever the order or the day."""
+    return stable_uniform(user_ids, salt) < share
+
+
 def utc_offsets(timezones: pl.Series, day: date) -> pl.DataFrame:
     """Whole-hour UTC offset of each distinct timezone at noon of `day` (DST-aware; unknown zone = UTC)."""
     noon = datetime(day.year, day.month, day.day, 12)
@@ -92,3 +97,167 @@ def expand_actions(candidates: pl.DataFrame, users: pl.DataFrame, day: date, cfg
         (pl.lit(day_start) + pl.duration(hours=pl.col("send_hour") - pl.col("utc_offset_h"))).alias("send_at"),
         pl.col("send_hour").cast(pl.Int32),
     ).drop("consent_push", "consent_sms", "consent_email")
+
+
+def prior_scores(actions: pl.DataFrame, cfg: PlanConfig) -> pl.DataFrame:
+    """Scores without a trained model (cold start): a shop-wide conversion prior, no claimed uplift.
+
+    Used only to size the budget of the uniform exploration that collects the first unbiased data; the
+    policy does not rank by these numbers."""
+    p = cfg.cold_start_conversion_prior
+    return actions.with_columns(
+        pl.lit(None, pl.Float64).alias("p_click"),
+        pl.lit(p).alias("p_convert_send"),
+        pl.lit(None, pl.Float64).alias("p_convert_none"),
+        pl.lit(None, pl.Float64).alias("expected_uplift"),
+        pl.lit(None, pl.Float64).alias("expected_margin"),
+        (p * pl.col("o_depth") * pl.col("p_price")).alias("expected_cost"),
+    )
+
+
+DECISION_SCHEMA = {
+    "decision_id": pl.Utf8,
+    "decision_date": pl.Date,
+    "decided_at": pl.Datetime("us"),
+    "user_id": pl.Utf8,
+    "action": pl.Utf8,
+    "is_holdout": pl.Boolean,
+    "is_exploration": pl.Boolean,
+    "offer_id": pl.Utf8,
+    "product_id": pl.Utf8,
+    "channel": pl.Utf8,
+    "send_at": pl.Datetime("us"),
+    "send_hour": pl.Int32,
+    "propensity": pl.Float64,
+    "policy_version": pl.Utf8,
+    "model_version": pl.Utf8,
+    "expected_uplift": pl.Float64,
+    "expected_margin": pl.Float64,
+    "expected_cost": pl.Float64,
+    "candidate_count": pl.Int32,
+    "reason": pl.Utf8,
+}
+
+
+def plan_day(
+    scored: pl.DataFrame,
+    day: date,
+    cfg: PlanConfig,
+    model_version: str | None,
+    sends_last_6_days: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One decision per user with candidates: send which action, or nothing, with its propensity.
+
+    `scored`: actions (user x product x offer x channel x send hour) with expected_margin / expected_cost
+    (null expected_margin means no trained model: uniform exploration). `sends_last_6_days`: user_id, n_sends
+    (frequency cap: with today's message at most `cap_per_7d` in 7 days).
+    """
+    from ml.delivery.allocation import AllocationProblem, allocate
+
+    rng = np.random.default_rng([cfg.seed, day.toordinal()])
+    frame = scored.sort("user_id", "product_id", "offer_id", "channel", "send_hour").with_row_index("action_idx")
+    users = frame.group_by("user_id", maintain_order=True).agg(
+        pl.col("action_idx").first().alias("first"), pl.len().alias("n_actions")
+    )
+    n_users = users.height
+    holdout = holdout_users(users["user_id"], cfg.holdout_share)
+    capped = np.zeros(n_users, dtype=bool)
+    if sends_last_6_days is not None and sends_last_6_days.height:
+        sent = users.join(sends_last_6_days, on="user_id", how="left")["n_sends"].fill_null(0).to_numpy()
+        capped = sent >= cfg.cap_per_7d
+    eligible_user = ~holdout & ~capped
+    first = users["first"].to_numpy()
+    n_actions = users["n_actions"].to_numpy()
+    user_of_action = np.repeat(np.arange(n_users), n_actions)
+    cost = frame["expected_cost"].fill_null(0.0).to_numpy()
+    cold_start = frame["expected_margin"].null_count() == frame.height
+    greedy = np.full(n_users, -1, dtype=np.int64)  # action index per user, -1 = send nothing
+    if cold_start:
+        # Uniform exploration: each user gets a message with probability q, any eligible action alike.
+        mean_cost = np.bincount(user_of_action, weights=cost, minlength=n_users) / np.maximum(n_actions, 1)
+        planned = mean_cost[eligible_user].sum()
+        q = min(cfg.cold_start_send_rate, 0.8 * cfg.budget / planned) if planned > 0 else cfg.cold_start_send_rate
+        send = eligible_user & (rng.random(n_users) < q)
+        pick = (rng.random(n_users) * n_actions).astype(np.int64)
+        chosen = np.where(send, first + pick, -1)
+        propensity = np.where(send, q / n_actions, 1.0 - q)
+        explored = eligible_user.copy()
+        policy = f"uniform-exploration-q{q:.3f}"
+    else:
+        value = frame["expected_margin"].fill_null(-np.inf).to_numpy()
+        act_ok = eligible_user[user_of_action]
+        # Reserve budget for exploration: its expected cost plus 4 standard deviations.
+        k = n_actions.astype(float)
+        mean_cost = np.bincount(user_of_action, weights=cost, minlength=n_users) / np.maximum(k, 1)
+        explore_cost = cfg.epsilon * mean_cost * k / (k + 1)
+        reserve = explore_cost[eligible_user].sum() + 4 * np.sqrt((explore_cost[eligible_user] * mean_cost[eligible_user]).sum())
+        idx = np.flatnonzero(act_ok)
+        quotas = np.array([cfg.channel_quota.get(c, np.inf) for c in CHANNELS], dtype=float)
+        channel_code = frame["channel"].replace_strict({c: i for i, c in enumerate(CHANNELS)}, return_dtype=pl.Int64).to_numpy()
+        result = allocate(
+            AllocationProblem(
+                user=user_of_action[idx],
+                value=value[idx],
+                cost=cost[idx],
+                channel=channel_code[idx],
+                budget=max(cfg.budget - reserve, 0.0),
+                channel_quota=np.floor(quotas * (1 - cfg.epsilon)),
+            )
+        )
+        greedy_actions = idx[result.chosen]
+        greedy[user_of_action[greedy_actions]] = greedy_actions
+        # epsilon-greedy over {eligible actions} + {nothing}, each user independently.
+        explore = eligible_user & (rng.random(n_users) < cfg.epsilon)
+        option = (rng.random(n_users) * (n_actions + 1)).astype(np.int64)  # == n_actions means nothing
+        explored_choice = np.where(option < n_actions, first + option, -1)
+        chosen = np.where(explore, explored_choice, np.where(eligible_user, greedy, -1))
+        uniform = cfg.epsilon / (n_actions + 1)
+        propensity = np.where(eligible_user, uniform + (1 - cfg.epsilon) * (chosen == greedy), 1.0)
+        explored = explore & (chosen != greedy)
+        policy = cfg.policy_version
+    # The logged action: what was sent, or for "nothing" the best candidate, so its untreated outcome counts.
+    fallback = np.where(greedy >= 0, greedy, first)
+    logged = np.where(chosen >= 0, chosen, fallback)
+    rows = frame[logged]
+    decided_at = datetime(day.year, day.month, day.day, DECISION_HOUR_UTC)
+    reason = np.where(
+        holdout,
+        "global holdout: never contacted, measured for incrementality",
+        np.where(
+            capped,
+            f"frequency cap: {cfg.cap_per_7d} messages in 7 days reached",
+            np.where(
+                chosen < 0,
+                "not worth a message today" if not cold_start else "not drawn for exploration today",
+                "",
+            ),
+        ),
+    )
+    return pl.DataFrame(
+        {
+            "decision_id": [f"d{day:%Y%m%d}-{u}" for u in users["user_id"].to_list()],
+            "decision_date": [day] * n_users,
+            "decided_at": [decided_at] * n_users,
+            "user_id": users["user_id"],
+            "action": np.where(chosen >= 0, "send", "none"),
+            "is_holdout": holdout,
+            "is_exploration": explored,
+            "offer_id": rows["offer_id"],
+            "product_id": rows["product_id"],
+            "channel": rows["channel"],
+            "send_at": rows["send_at"],
+            "send_hour": rows["send_hour"],
+            "propensity": propensity,
+            "policy_version": [policy] * n_users,
+            "model_version": [model_version or "none"] * n_users,
+            "expected_uplift": rows["expected_uplift"],
+            "expected_margin": rows["expected_margin"],
+            "expected_cost": rows["expected_cost"],
+            "candidate_count": n_actions.astype(np.int32),
+            "reason": [
+                r or f"{src}: {why}"
+                for r, src, why in zip(reason, rows["candidate_source"].to_list(), rows["candidate_reason"].to_list(), strict=True)
+            ],
+        },
+        schema_overrides=DECISION_SCHEMA,
+    ).select(list(DECISION_SCHEMA))

@@ -1,16 +1,46 @@
-"""The daily scoring chain, partitioned by day. `promo_candidates` is the dbt model
-`fct_promo_candidates` built for the partition's date (incremental: re-running a day replaces it)."""
+"""The daily scoring chain, partitioned by day:
+promo_candidates (dbt) -> promo_scores -> promo_plan -> promo_messages -> delivery_export.
 
+Each asset replaces its day in the warehouse (re-running a day gives the same rows, seeded), and the
+decision logic lives in `ml.delivery.planner`; this module reads and writes tables around it."""
 
 import json
+from datetime import date, timedelta
 
 import dagster as dg
+import duckdb
+import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from ml.delivery.planner import DECISION_SCHEMA, PlanConfig, expand_actions, plan_day, prior_scores
+from ml.delivery.templates import render_frame
 from orchestration.dbt import manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
+
+DECISIONS_KEY = dg.AssetKey(["delivery", "decision_log"])
+
+
+class PlanSettings(dg.Config):
+    """The marketer's knobs for a day's plan (defaults suit the demo shop)."""
+
+    budget: float = 300.0
+    epsilon: float = 0.1
+    holdout_share: float = 0.05
+    cap_per_7d: int = 2
+    sms_quota: int = 200
+    seed: int = 7
+
+    def plan_config(self) -> PlanConfig:
+        return PlanConfig(
+            budget=self.budget,
+            epsilon=self.epsilon,
+            holdout_share=self.holdout_share,
+            cap_per_7d=self.cap_per_7d,
+            channel_quota={"sms": self.sms_quota},
+            seed=self.seed,
+        )
 
 
 @dbt_assets(
@@ -25,3 +55,194 @@ def promo_candidates(context: dg.AssetExecutionContext, dbt: DbtCliResource, pro
     promo.export_env()
     day = context.partition_key
     yield from dbt.cli(["build", "--vars", json.dumps({"scoring_date": day})], context=context).stream()
+
+
+def _replace_day(con: duckdb.DuckDBPyConnection, table: str, day: date, frame: pl.DataFrame, date_column: str) -> None:
+    """Idempotent write of one day: delete it, insert the new rows, in one transaction."""
+    con.execute("begin transaction")
+    try:
+        con.register("_frame", frame)
+        con.execute(f"create table if not exists {table} as select * from _frame where false")
+        con.execute(f"delete from {table} where {date_column} = ?", [day])
+        con.execute(f"insert into {table} by name select * from _frame")
+        con.unregister("_frame")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+@dg.asset(
+    deps=[dg.AssetKey("promo_candidates")],
+    partitions_def=daily_partitions(),
+    group_name="scoring",
+    pool="duckdb",
+    kinds={"duckdb", "polars"},
+    description="Every candidate expanded by consented channel and send hour, scored by the champion "
+    "effect predictor (or a conversion prior before the first model: uniform exploration).",
+)
+def promo_scores(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    cfg = PlanConfig()
+    with promo.connect() as con:
+        candidates = con.sql(f"select * from marts.fct_promo_candidates where as_of_date = DATE '{day}'").pl()
+        users = con.sql("select user_id, timezone, consent_push, consent_sms, consent_email from marts.dim_users").pl()
+        actions = expand_actions(candidates, users, day, cfg)
+        scored = prior_scores(actions, cfg)
+        model_version = "none"
+        keep = [
+            "user_id", "product_id", "offer_id", "channel", "send_hour", "send_at", "candidate_source",
+            "candidate_reason", "o_depth", "p_price", "p_click", "p_convert_send", "p_convert_none",
+            "expected_uplift", "expected_margin", "expected_cost",
+        ]
+        out = scored.select(keep).with_columns(pl.lit(day).alias("decision_date"), pl.lit(model_version).alias("model_version"))
+        _replace_day(con, "delivery.scores", day, out, "decision_date")
+    return dg.MaterializeResult(
+        metadata={
+            "candidates": candidates.height,
+            "actions_scored": out.height,
+            "users": out["user_id"].n_unique(),
+            "model_version": model_version,
+        }
+    )
+
+
+@dg.asset(
+    deps=[promo_scores],
+    partitions_def=daily_partitions(),
+    group_name="scoring",
+    pool="duckdb",
+    kinds={"duckdb"},
+    description="The day's plan: one logged decision per user (send which offer, on which channel, at "
+    "what hour, or nothing) under budget, quotas, caps, consent and quiet hours, with holdout, "
+    "exploration and the propensity of every decision. Appended to delivery.decisions.",
+)
+def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: PlanSettings) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    cfg = config.plan_config()
+    with promo.connect() as con:
+        scored = con.sql(f"select * from delivery.scores where decision_date = DATE '{day}'").pl()
+        recent = con.sql(
+            f"""select user_id, count(*)::int as n_sends from delivery.decisions
+                where action = 'send' and decision_date between DATE '{day - timedelta(days=6)}' and DATE '{day - timedelta(days=1)}'
+                group by user_id"""
+        ).pl()
+        model_version = scored["model_version"][0] if scored.height else "none"
+        decisions = plan_day(scored, day, cfg, model_version, recent) if scored.height else pl.DataFrame(schema=DECISION_SCHEMA)
+        _replace_day(con, "delivery.decisions", day, decisions, "decision_date")
+    sends = decisions.filter(pl.col("action") == "send")
+    by_channel = sends.group_by("channel").len().sort("channel").rows()
+    spend = float(sends["expected_cost"].sum() or 0.0)
+    context.log.info(f"{day}: {sends.height} sends of {decisions.height} decisions, expected cost {spend:.2f}")
+    return dg.MaterializeResult(
+        metadata={
+            "decisions": decisions.height,
+            "sends": sends.height,
+            "holdout": int(decisions["is_holdout"].sum()),
+            "exploration": int(decisions["is_exploration"].sum()),
+            "expected_spend": round(spend, 2),
+            "budget": cfg.budget,
+            "sends_by_channel": dg.MetadataValue.json(dict(by_channel)),
+            "policy_version": decisions["policy_version"][0] if decisions.height else "",
+        }
+    )
+
+
+@dg.asset(
+    deps=[promo_plan],
+    partitions_def=daily_partitions(),
+    group_name="scoring",
+    pool="duckdb",
+    kinds={"duckdb"},
+    description="The words of every planned send: slots filled from the offer and product records, "
+    "in the user's language, within the channel's length and with its opt-out line.",
+)
+def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    with promo.connect() as con:
+        sends = con.sql(
+            f"""select d.decision_id, d.decision_date, d.channel, u.locale, p.title, o.offer_type, o.offer_value,
+                       o.min_spend
+                from delivery.decisions d
+                join marts.dim_users u using (user_id)
+                join marts.dim_products p using (product_id)
+                join staging.stg_offers o using (offer_id)
+                where d.decision_date = DATE '{day}' and d.action = 'send'
+                order by d.decision_id"""
+        ).pl()
+        messages = sends.select("decision_id", "decision_date", "channel", "locale").with_columns(
+            render_frame(sends), pl.lit("safe_template").alias("message_source")
+        )
+        _replace_day(con, "delivery.messages", day, messages, "decision_date")
+    return dg.MaterializeResult(metadata={"messages": messages.height, "preview": dg.MetadataValue.md(
+        "\n".join(f"- [{r['channel']}/{r['locale']}] {r['message']}" for r in messages.head(6).iter_rows(named=True))
+    )})
+
+
+@dg.asset(
+    deps=[promo_messages],
+    partitions_def=daily_partitions(),
+    group_name="scoring",
+    pool="duckdb",
+    kinds={"duckdb", "parquet", "csv"},
+    description="What the channel systems send: exports/date=D/delivery.{parquet,csv} (the only place a "
+    "contact handle is resolved, for the consented channel) and delivery.exports (without contacts).",
+)
+def delivery_export(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.MaterializeResult:
+    day = date.fromisoformat(context.partition_key)
+    with promo.connect() as con:
+        rows = con.sql(
+            f"""select d.decision_id as delivery_id, d.decision_date as export_date, d.user_id, d.channel,
+                       d.send_at, d.offer_id, d.product_id, m.message, d.propensity, d.policy_version,
+                       d.model_version, d.expected_cost,
+                       case d.channel when 'email' then c.email when 'sms' then c.phone else 'push:' || d.user_id end
+                           as contact
+                from delivery.decisions d
+                join delivery.messages m using (decision_id)
+                left join private.user_contacts c using (user_id)
+                where d.decision_date = DATE '{day}' and d.action = 'send' and not d.is_holdout
+                order by d.decision_id"""
+        ).pl()
+        _replace_day(con, "delivery.exports", day, rows.drop("contact"), "export_date")
+    folder = promo.paths.exports / f"date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix, write in (("parquet", rows.write_parquet), ("csv", rows.write_csv)):
+        tmp = folder / f"delivery.{suffix}.tmp"
+        write(tmp)
+        tmp.replace(folder / f"delivery.{suffix}")  # channel systems never read a half-written file
+    return dg.MaterializeResult(
+        metadata={"rows": rows.height, "path": dg.MetadataValue.path(str(folder / "delivery.parquet"))}
+    )
+
+
+@dg.asset_check(asset=promo_plan, blocking=True, description="Budget, consent, caps, holdout, propensities.")
+def plan_respects_the_rules(context: dg.AssetCheckExecutionContext, promo: PromoHome, config: PlanSettings):
+    day = context.run.tags.get("dagster/partition")
+    cfg = config.plan_config()
+    with promo.connect() as con:
+        d = con.sql(f"select * from delivery.decisions where decision_date = DATE '{day}'").pl()
+        users = con.sql("select user_id, consent_push, consent_sms, consent_email from marts.dim_users").pl()
+        week = con.sql(
+            f"""select user_id, count(*) as n from delivery.decisions where action = 'send'
+                and decision_date between DATE '{day}' - 6 and DATE '{day}' group by 1"""
+        ).pl()
+    sends = d.filter(pl.col("action") == "send").join(users, on="user_id", how="left")
+    no_consent = sends.filter(
+        ((pl.col("channel") == "push") & ~pl.col("consent_push"))
+        | ((pl.col("channel") == "sms") & ~pl.col("consent_sms"))
+        | ((pl.col("channel") == "email") & ~pl.col("consent_email"))
+    ).height
+    violations = {
+        "spend_over_budget": max(0.0, float(sends["expected_cost"].sum() or 0) - cfg.budget),
+        "sends_without_consent": no_consent,
+        "holdout_users_sent": d.filter(pl.col("is_holdout") & (pl.col("action") == "send")).height,
+        "users_over_cap": week.filter(pl.col("n") > cfg.cap_per_7d).height,
+        "sms_over_quota": max(0, sends.filter(pl.col("channel") == "sms").height - cfg.channel_quota["sms"]),
+        "bad_propensities": d.filter(~pl.col("propensity").is_between(0, 1, closed="right")).height,
+        "missing_model_version": d.filter(pl.col("model_version").is_null()).height,
+    }
+    return dg.AssetCheckResult(passed=not any(violations.values()), metadata=violations)
+
+
+scoring_assets = [promo_candidates, promo_scores, promo_plan, promo_messages, delivery_export]
+output_checks = [plan_respects_the_rules]
