@@ -206,13 +206,25 @@ def plan_day(
         )
         greedy_actions = idx[result.chosen]
         greedy[user_of_action[greedy_actions]] = greedy_actions
-        # epsilon-greedy over {eligible actions} + {nothing}, each user independently.
+        # epsilon-greedy over {actions on channels without a quota} + {nothing}, each user independently
+        # (exploring on a quota'd channel could break its quota).
+        explorable = np.flatnonzero(~np.isfinite(quotas[channel_code]))  # sorted, grouped by user
+        k_explore = np.bincount(user_of_action[explorable], minlength=n_users)
+        first_explore = np.full(n_users, -1, dtype=np.int64)
+        first_explore[user_of_action[explorable][::-1]] = np.arange(len(explorable))[::-1]
         explore = eligible_user & (rng.random(n_users) < cfg.epsilon)
-        option = (rng.random(n_users) * (n_actions + 1)).astype(np.int64)  # == n_actions means nothing
-        explored_choice = np.where(option < n_actions, first + option, -1)
+        option = (rng.random(n_users) * (k_explore + 1)).astype(np.int64)  # == k_explore means nothing
+        drawn = explore & (option < k_explore)
+        explored_choice = np.full(n_users, -1, dtype=np.int64)
+        explored_choice[drawn] = explorable[first_explore[drawn] + option[drawn]]
         chosen = np.where(explore, explored_choice, np.where(eligible_user, greedy, -1))
-        uniform = cfg.epsilon / (n_actions + 1)
-        propensity = np.where(eligible_user, uniform + (1 - cfg.epsilon) * (chosen == greedy), 1.0)
+        greedy_explorable = (greedy < 0) | np.isin(greedy, explorable)
+        uniform = cfg.epsilon / (k_explore + 1)
+        propensity = np.where(
+            eligible_user,
+            np.where(chosen == greedy, (1 - cfg.epsilon) + uniform * greedy_explorable, uniform),
+            1.0,
+        )
         explored = explore & (chosen != greedy)
         policy = cfg.policy_version
     # The logged action: what was sent, or for "nothing" the best candidate, so its untreated outcome counts.
