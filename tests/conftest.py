@@ -44,3 +44,9 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_job(defs, instance, "features_job")
     assert shop.config.start == start
     return home
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warehouse_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run exports PROMO_WAREHOUSE for dbt; a test that sets up another home must not inherit it."""
+    monkeypatch.delenv("PROMO_WAREHOUSE", raising=False)

@@ -53,7 +53,7 @@ def test_clean_partition_passes_its_checks(home: Path) -> None:
     result = _run(home, "ingest_events_job", str(DAY))
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert evaluations["gx_contract"].passed and evaluations["gx_drift"].passed
+    assert evaluations["gx_contract"].passed and evaluations["gx_drift"].passed, evaluations["gx_drift"].metadata
     assert evaluations["gx_contract"].metadata["scope"].value == f"{DAY}..{DAY}"
 
 
