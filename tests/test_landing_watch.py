@@ -63,3 +63,37 @@ def test_ignores_non_data_files_and_days_outside_partitions(tmp_path: Path) -> N
     (tmp_path / "notes").mkdir()
     scan = scan_landing(tmp_path, None, valid_days={"2026-11-01"})
     assert scan.changed_days == []
+
+
+def test_feedback_sensor_requests_exactly_the_affected_days(tmp_path: Path, monkeypatch) -> None:
+    """The real sensor definition, ticked with build_sensor_context: new, nothing new, late, duplicate."""
+    from datetime import date, timedelta
+
+    import dagster as dg
+
+    from orchestration.defs.jobs import ingest_feedback_job
+    from orchestration.defs.sensors import landing_sensor
+
+    monkeypatch.setenv("PROMO_HOME", str(tmp_path))
+    sensor = landing_sensor("feedback", ingest_feedback_job())
+    folder = tmp_path / "landing" / "feedback"
+    yesterday, before = (date.today() - timedelta(days=d) for d in (1, 3))
+    instance = dg.DagsterInstance.ephemeral()
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()
+
+    def tick(cursor):
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+    first = tick(None)
+    assert not first.run_requests and "no new or changed files" in first.skip_message
+    _drop(folder, str(yesterday), "a.csv")
+    second = tick(first.cursor)
+    assert [r.partition_key for r in second.run_requests] == [str(yesterday)]
+    third = tick(second.cursor)
+    assert not third.run_requests
+    _drop(folder, str(before), "late.csv")
+    fourth = tick(third.cursor)
+    assert [r.partition_key for r in fourth.run_requests] == [str(before)]
+    assert fourth.run_requests[0].run_key != second.run_requests[0].run_key
