@@ -7,13 +7,14 @@ can be evaluated offline from the log (docs/contracts.md, `delivery.decisions`).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
+
+from ml.delivery.policy import holdout_mask
 
 CHANNELS = ("push", "sms", "email")
 # What one message costs the shop to send, before any discount (money).
@@ -38,20 +39,6 @@ class PlanConfig:
     cold_start_conversion_prior: float = 0.03
     seed: int = 7
     policy_version: str = "greedy-knapsack-eps-v1"
-
-
-def stable_uniform(keys: pl.Series, salt: str) -> np.ndarray:
-    """A uniform number per key that depends only on (key, salt): stable across runs and orderings."""
-    hashed = keys.cast(pl.Utf8).map_elements(
-        lambda k: int.from_bytes(hashlib.blake2b(f"{salt}|{k}".encode(), digest_size=7).digest(), "little"),
-        return_dtype=pl.Int64,
-    )
-    return hashed.to_numpy().astype(np.float64) / float(2**56)
-
-
-def holdout_users(user_ids: pl.Series, share: float, salt: str = "promoloop-holdout") -> np.ndarray:
-    """The global holdout: the same ~`share` of users every day, whatever the order or the day."""
-    return stable_uniform(user_ids, salt) < share
 
 
 def utc_offsets(timezones: pl.Series, day: date) -> pl.DataFrame:
@@ -152,7 +139,8 @@ def plan_day(
     (null expected_margin means no trained model: uniform exploration). `sends_last_6_days`: user_id, n_sends
     (frequency cap: with today's message at most `cap_per_7d` in 7 days).
     """
-    from ml.delivery.allocation import AllocationProblem, allocate
+    from ml.delivery.allocation import AllocationConfig, CandidateSet, allocate
+    from ml.delivery.policy import exploration_reserve, explore
 
     rng = np.random.default_rng([cfg.seed, day.toordinal()])
     frame = scored.sort("user_id", "product_id", "offer_id", "channel", "send_hour").with_row_index("action_idx")
@@ -160,7 +148,7 @@ def plan_day(
         pl.col("action_idx").first().alias("first"), pl.len().alias("n_actions")
     )
     n_users = users.height
-    holdout = holdout_users(users["user_id"], cfg.holdout_share)
+    holdout = holdout_mask(users["user_id"].to_list(), cfg.holdout_share)
     capped = np.zeros(n_users, dtype=bool)
     if sends_last_6_days is not None and sends_last_6_days.height:
         sent = users.join(sends_last_6_days, on="user_id", how="left")["n_sends"].fill_null(0).to_numpy()
@@ -185,47 +173,24 @@ def plan_day(
         policy = f"uniform-exploration-q{q:.3f}"
     else:
         value = frame["expected_margin"].fill_null(-np.inf).to_numpy()
-        act_ok = eligible_user[user_of_action]
-        # Reserve budget for exploration: its expected cost plus 4 standard deviations.
-        k = n_actions.astype(float)
-        mean_cost = np.bincount(user_of_action, weights=cost, minlength=n_users) / np.maximum(k, 1)
-        explore_cost = cfg.epsilon * mean_cost * k / (k + 1)
-        reserve = explore_cost[eligible_user].sum() + 4 * np.sqrt((explore_cost[eligible_user] * mean_cost[eligible_user]).sum())
-        idx = np.flatnonzero(act_ok)
-        quotas = np.array([cfg.channel_quota.get(c, np.inf) for c in CHANNELS], dtype=float)
         channel_code = frame["channel"].replace_strict({c: i for i, c in enumerate(CHANNELS)}, return_dtype=pl.Int64).to_numpy()
-        result = allocate(
-            AllocationProblem(
-                user=user_of_action[idx],
-                value=value[idx],
-                cost=cost[idx],
-                channel=channel_code[idx],
-                budget=max(cfg.budget - reserve, 0.0),
-                channel_quota=np.floor(quotas * (1 - cfg.epsilon)),
-            )
+        eligible = eligible_user[user_of_action]
+        quota = {i: float(cfg.channel_quota[c]) for i, c in enumerate(CHANNELS) if c in cfg.channel_quota}
+        # Hold back what exploration is expected to spend (mean + 4 sd) from the allocator's budget.
+        reserve = exploration_reserve(user_of_action, eligible, cost, n_users, cfg.epsilon)
+        allocation = allocate(
+            CandidateSet(user_of_action, value, cost, channel_code, n_users, len(CHANNELS), eligible=eligible),
+            AllocationConfig(budget=max(cfg.budget - reserve, 0.0), channel_quota=quota, compute_lp_bound=False, seed=cfg.seed),
         )
-        greedy_actions = idx[result.chosen]
-        greedy[user_of_action[greedy_actions]] = greedy_actions
-        # epsilon-greedy over {actions on channels without a quota} + {nothing}, each user independently
-        # (exploring on a quota'd channel could break its quota).
-        explorable = np.flatnonzero(~np.isfinite(quotas[channel_code]))  # sorted, grouped by user
-        k_explore = np.bincount(user_of_action[explorable], minlength=n_users)
-        first_explore = np.full(n_users, -1, dtype=np.int64)
-        first_explore[user_of_action[explorable][::-1]] = np.arange(len(explorable))[::-1]
-        explore = eligible_user & (rng.random(n_users) < cfg.epsilon)
-        option = (rng.random(n_users) * (k_explore + 1)).astype(np.int64)  # == k_explore means nothing
-        drawn = explore & (option < k_explore)
-        explored_choice = np.full(n_users, -1, dtype=np.int64)
-        explored_choice[drawn] = explorable[first_explore[drawn] + option[drawn]]
-        chosen = np.where(explore, explored_choice, np.where(eligible_user, greedy, -1))
-        greedy_explorable = (greedy < 0) | np.isin(greedy, explorable)
-        uniform = cfg.epsilon / (k_explore + 1)
-        propensity = np.where(
-            eligible_user,
-            np.where(chosen == greedy, (1 - cfg.epsilon) + uniform * greedy_explorable, uniform),
-            1.0,
+        greedy = allocation.chosen[:, 0]
+        headroom = {i: q - allocation.channel_counts[i] for i, q in quota.items()}
+        explored_plan = explore(
+            user_of_action, eligible, cost, channel_code, greedy, n_users, day, cfg.epsilon, cfg.seed,
+            budget_reserve=reserve, channel_headroom=headroom,
         )
-        explored = explore & (chosen != greedy)
+        chosen = np.where(eligible_user, explored_plan.action, -1)
+        propensity = np.where(eligible_user, explored_plan.propensity, 1.0)
+        explored = explored_plan.is_exploration & eligible_user
         policy = cfg.policy_version
     # The logged action: what was sent, or for "nothing" the best candidate, so its untreated outcome counts.
     fallback = np.where(greedy >= 0, greedy, first)
