@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=5000)
     p.add_argument("--products", type=int, default=500)
     p.add_argument("--history-days", type=int, default=30)
-    p.add_argument("--days", type=int, default=3, help="closed-loop days after the history: plan, respond, learn")
+    p.add_argument("--days", type=int, default=4, help="closed-loop days after the history: plan, respond, learn")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep an existing home instead of starting fresh")
     p.set_defaults(func=cmd_demo)

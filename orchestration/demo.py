@@ -29,7 +29,8 @@ class DemoOptions:
     n_users: int = 5000
     n_products: int = 500
     history_days: int = 30
-    loop_days: int = 3
+    loop_days: int = 4
+    train_after_days: int = 3  # closed-loop days of exploration before the first model is trained
     seed: int = 7
     fresh: bool = True
 
@@ -212,6 +213,8 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
         print(f"    {outcome}")
         timer.run(f"{day}: sensors load events and feedback", tick_landing_sensors, defs, instance, cursors)
         timer.run(f"{day}: features", run_job, defs, instance, "features_job")
+        if offset + 1 == options.train_after_days:
+            timer.run("train the effect predictor on the logged days", run_job, defs, instance, "training_job")
 
     print("\nwarehouse tables:")
     for table, rows in warehouse_summary(paths):

@@ -177,7 +177,12 @@ def plan_day(
         eligible = eligible_user[user_of_action]
         quota = {i: float(cfg.channel_quota[c]) for i, c in enumerate(CHANNELS) if c in cfg.channel_quota}
         # Hold back what exploration is expected to spend (mean + 4 sd) from the allocator's budget.
-        reserve = exploration_reserve(user_of_action, eligible, cost, n_users, cfg.epsilon)
+        epsilon = cfg.epsilon
+        reserve = exploration_reserve(user_of_action, eligible, cost, n_users, epsilon)
+        if reserve > 0.5 * cfg.budget:
+            # Exploring at full rate would eat most of the budget: explore less today, propensities stay exact.
+            epsilon = cfg.epsilon * 0.5 * cfg.budget / reserve
+            reserve = exploration_reserve(user_of_action, eligible, cost, n_users, epsilon)
         allocation = allocate(
             CandidateSet(user_of_action, value, cost, channel_code, n_users, len(CHANNELS), eligible=eligible),
             AllocationConfig(budget=max(cfg.budget - reserve, 0.0), channel_quota=quota, compute_lp_bound=False, seed=cfg.seed),
@@ -185,13 +190,13 @@ def plan_day(
         greedy = allocation.chosen[:, 0]
         headroom = {i: q - allocation.channel_counts[i] for i, q in quota.items()}
         explored_plan = explore(
-            user_of_action, eligible, cost, channel_code, greedy, n_users, day, cfg.epsilon, cfg.seed,
+            user_of_action, eligible, cost, channel_code, greedy, n_users, day, epsilon, cfg.seed,
             budget_reserve=reserve, channel_headroom=headroom,
         )
         chosen = np.where(eligible_user, explored_plan.action, -1)
         propensity = np.where(eligible_user, explored_plan.propensity, 1.0)
         explored = explored_plan.is_exploration & eligible_user
-        policy = cfg.policy_version
+        policy = f"{cfg.policy_version}-e{epsilon:.3g}"
     # The logged action: what was sent, or for "nothing" the best candidate, so its untreated outcome counts.
     fallback = np.where(greedy >= 0, greedy, first)
     logged = np.where(chosen >= 0, chosen, fallback)

@@ -45,6 +45,15 @@ def features_job() -> dg.JobDefinition:
 
 
 @cache
+def training_job() -> dg.JobDefinition:
+    return dg.define_asset_job(
+        "training_job",
+        selection=dg.AssetSelection.groups("training"),
+        description="Export the point-in-time training set, train and evaluate the effect predictor, publish it.",
+    )
+
+
+@cache
 def daily_scoring_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "daily_scoring_job",
@@ -60,5 +69,6 @@ def all_jobs() -> list:
         ingest_events_job(),
         ingest_feedback_job(),
         features_job(),
+        training_job(),
         daily_scoring_job(),
     ]

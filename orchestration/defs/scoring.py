@@ -12,7 +12,14 @@ import duckdb
 import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from ml.delivery.planner import DECISION_SCHEMA, PlanConfig, expand_actions, plan_day, prior_scores
+from ml.delivery.planner import (
+    CHANNEL_COST,
+    DECISION_SCHEMA,
+    PlanConfig,
+    expand_actions,
+    plan_day,
+    prior_scores,
+)
 from ml.delivery.templates import render_frame
 from orchestration.dbt import manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
@@ -72,8 +79,30 @@ def _replace_day(con: duckdb.DuckDBPyConnection, table: str, day: date, frame: p
         raise
 
 
+def score_with_champion(promo: PromoHome, actions: pl.DataFrame, cfg: PlanConfig) -> tuple[pl.DataFrame, str]:
+    """The champion effect predictor's uplift and expected incremental margin (net of the channel's cost)
+    for every action; before any model is trained, the cold-start prior (the plan then explores)."""
+    from ml.predictor.predict import MODEL_NAME, predictor_from_registry
+    from ml.registry import Registry
+
+    registry = Registry(promo.paths.artifacts)
+    if actions.is_empty() or registry.champion_version(MODEL_NAME) is None:
+        return prior_scores(actions, cfg), "none"
+    predictor, version = predictor_from_registry(registry)
+    scored = predictor.score(actions)
+    channel_cost = pl.col("channel").replace_strict(CHANNEL_COST, return_dtype=pl.Float64)
+    return (
+        scored.with_columns(
+            pl.col("uplift").alias("expected_uplift"),
+            (pl.col("expected_incremental_margin") - channel_cost).alias("expected_margin"),
+            (pl.col("p_convert_send") * pl.col("o_depth") * pl.col("p_price")).alias("expected_cost"),
+        ),
+        f"{MODEL_NAME}:{version.version}",
+    )
+
+
 @dg.asset(
-    deps=[dg.AssetKey("promo_candidates")],
+    deps=[dg.AssetKey("promo_candidates"), dg.AssetKey("effect_predictor")],
     partitions_def=daily_partitions(),
     group_name="scoring",
     pool="duckdb",
@@ -88,8 +117,8 @@ def promo_scores(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Mate
         candidates = con.sql(f"select * from marts.fct_promo_candidates where as_of_date = DATE '{day}'").pl()
         users = con.sql("select user_id, timezone, consent_push, consent_sms, consent_email from marts.dim_users").pl()
         actions = expand_actions(candidates, users, day, cfg)
-        scored = prior_scores(actions, cfg)
-        model_version = "none"
+    scored, model_version = score_with_champion(promo, actions, cfg)
+    with promo.connect() as con:
         keep = [
             "user_id", "product_id", "offer_id", "channel", "send_hour", "send_at", "candidate_source",
             "candidate_reason", "o_depth", "p_price", "p_click", "p_convert_send", "p_convert_none",

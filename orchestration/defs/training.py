@@ -68,7 +68,7 @@ def effect_predictor(context: dg.AssetExecutionContext, promo: PromoHome, config
     if frame.height < config.min_rows:
         context.log.info(f"{frame.height} labelled decisions < {config.min_rows}: not training yet")
         return
-    train_df, valid_df = split_examples(frame, "time", seed=config.seed)
+    train_df, valid_df = split_examples(frame, "auto", seed=config.seed)  # by time once two days are labelled
     run_dir = promo.paths.artifacts / "runs" / context.run_id
     cfg = TrainConfig(epochs=config.epochs, seed=config.seed, progress=False)
     result = train_predictor(train_df, cfg, run_dir, valid_df=valid_df)

@@ -1,0 +1,152 @@
+"""Behaviour-Sequence-Transformer effect predictor, and its tabular variant (no sequence) for Hillstrom.
+
+Shape of the network:
+
+    recent events (product, category, event type, age bucket, position) + the candidate as target token
+        -> small Transformer encoder -> [target token output, masked mean of event outputs]
+    ++ user/product numeric + categorical embeddings           -> context MLP -> h
+    h                                    -> baseline head      -> logit P(convert | no send)
+    [h, offer type/depth, channel, hour] -> effect head        -> delta logit, click logit
+
+P(convert | send) = sigmoid(baseline logit + delta). Writing the treated logit as the untreated one plus a
+learned shift makes the uplift an explicit output, so it is not the small difference of two noisy,
+separately fitted numbers (the T-learner's weakness); the baseline head never sees the action, because what
+happens without a message cannot depend on which message we would have sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ml.predictor.features import FeatureEncoder, SequenceSpec
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Default sizes are small on purpose: the model must train at >= 1M samples/s on one H100."""
+
+    d_model: int = 32
+    n_heads: int = 2
+    n_layers: int = 1
+    ff_mult: int = 2
+    cat_dim: int = 8
+    hidden: int = 128
+    head_hidden: int = 64
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SequenceEncoder(nn.Module):
+    """Embeds the last T events and the target item, runs them through a Transformer encoder, pools."""
+
+    def __init__(self, cfg: ModelConfig, seq: SequenceSpec, n_products: int, n_categories: int, n_event_types: int):
+        super().__init__()
+        d = cfg.d_model
+        self.product = nn.Embedding(n_products, d)
+        self.category = nn.Embedding(n_categories, d)
+        self.event_type = nn.Embedding(n_event_types, d)
+        self.age = nn.Embedding(seq.age_buckets, d)
+        self.position = nn.Embedding(seq.max_len + 1, d)  # position 0 = the target token
+        self.target_marker = nn.Parameter(torch.zeros(d))
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.n_heads, d * cfg.ff_mult, cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.out_dim = 2 * d
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        events = (
+            self.product(batch["seq_product"])
+            + self.category(batch["seq_category"])
+            + self.event_type(batch["seq_event"])
+            + self.age(batch["seq_age"])
+        )  # (B, T, d)
+        target = (
+            self.product(batch["target_product"]) + self.category(batch["target_category"]) + self.target_marker
+        ).unsqueeze(1)  # (B, 1, d)
+        tokens = torch.cat([target, events], dim=1)  # (B, T+1, d)
+        tokens = tokens + self.position.weight[: tokens.shape[1]]
+        present = torch.cat([torch.ones_like(batch["seq_mask"][:, :1]), batch["seq_mask"]], dim=1)  # (B, T+1)
+        encoded = self.norm(self.encoder(tokens, src_key_padding_mask=~present))  # (B, T+1, d)
+        weights = batch["seq_mask"].unsqueeze(-1).to(encoded.dtype)  # (B, T, 1)
+        mean_events = (encoded[:, 1:] * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, d)
+        return torch.cat([encoded[:, 0], mean_events], dim=-1)  # (B, 2d)
+
+
+class EffectPredictor(nn.Module):
+    """Outputs logits: `click` (P(click | send)), `convert_send`, `convert_none` and `delta` (their gap)."""
+
+    def __init__(self, cfg: ModelConfig, encoder: FeatureEncoder):
+        super().__init__()
+        spec = encoder.spec
+        cards = encoder.cardinalities()
+        self.cfg = cfg
+        self.context_embeddings = nn.ModuleList(nn.Embedding(cards[c], cfg.cat_dim) for c in spec.categorical)
+        self.action_embeddings = nn.ModuleList(nn.Embedding(cards[c], cfg.cat_dim) for c in spec.action_categorical)
+        self.sequence = (
+            SequenceEncoder(cfg, spec.sequence, cards["product"], cards["category"], cards["event_type"])
+            if spec.sequence is not None
+            else None
+        )
+        context_dim = len(spec.numeric) + cfg.cat_dim * len(spec.categorical)
+        context_dim += self.sequence.out_dim if self.sequence is not None else 0
+        action_dim = len(spec.action_numeric) + cfg.cat_dim * len(spec.action_categorical)
+        self.context_mlp = nn.Sequential(
+            nn.Linear(context_dim, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, cfg.head_hidden), nn.GELU(),
+        )
+        self.baseline_head = nn.Sequential(nn.Linear(cfg.head_hidden, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, 1))
+        self.effect_head = nn.Sequential(
+            nn.Linear(cfg.head_hidden + action_dim, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_hidden, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, 2),
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        parts = [batch["numeric"]]  # (B, Fn)
+        parts += [emb(batch["categorical"][:, j]) for j, emb in enumerate(self.context_embeddings)]  # (B, cat_dim)
+        if self.sequence is not None:
+            parts.append(self.sequence(batch))  # (B, 2d)
+        h = self.context_mlp(torch.cat([p.to(parts[-1].dtype) for p in parts], dim=-1))  # (B, H)
+        action = [batch["action_numeric"].to(h.dtype)]
+        action += [emb(batch["action_categorical"][:, j]).to(h.dtype) for j, emb in enumerate(self.action_embeddings)]
+        effect = self.effect_head(torch.cat([h, *action], dim=-1)).float()  # (B, 2)
+        base = self.baseline_head(h).float().squeeze(-1)  # (B,)
+        return {
+            "convert_none": base,
+            "delta": effect[:, 0],
+            "convert_send": base + effect[:, 0],
+            "click": effect[:, 1],
+        }
+
+
+def effect_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Weighted BCE: click and P(convert | send) on treated rows, P(convert | no send) on untreated rows.
+
+    Weights are the clipped inverse logged propensities (1 where none were logged); each part is averaged
+    over its own rows so a batch with few control rows still teaches the baseline head.
+    """
+    treated = batch["treated"]
+    w_t = batch["weight"] * treated
+    w_c = batch["weight"] * (1.0 - treated)
+    bce = nn.functional.binary_cross_entropy_with_logits
+    click = (bce(out["click"], batch["click"], reduction="none") * w_t).sum() / w_t.sum().clamp(min=1.0)
+    send = (bce(out["convert_send"], batch["convert"], reduction="none") * w_t).sum() / w_t.sum().clamp(min=1.0)
+    none = (bce(out["convert_none"], batch["convert"], reduction="none") * w_c).sum() / w_c.sum().clamp(min=1.0)
+    return click + send + none
+
+
+def expected_incremental_margin(
+    p_send: torch.Tensor, p_none: torch.Tensor, price: torch.Tensor, depth: torch.Tensor, margin_rate: torch.Tensor
+) -> torch.Tensor:
+    """P_send·(p(1−depth) − cost) − P_none·(p − cost), cost = p·(1 − margin_rate) (docs/contracts.md).
+
+    The message's own channel cost is the planner's to subtract: it does not depend on the model.
+    """
+    cost = price * (1.0 - margin_rate)
+    return p_send * (price * (1.0 - depth) - cost) - p_none * (price - cost)

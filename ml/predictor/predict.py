@@ -1,0 +1,151 @@
+"""A trained predictor as files (weights, encoder, config) and as a scorer of feature frames.
+
+The folder written by `save_predictor` is what the registry publishes; `Predictor.score` is what the daily
+scoring asset calls on `marts.fct_promo_candidates` expanded with `channel` and `send_hour`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from ml.device import autocast_dtype, pick_device
+from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureError, FeatureSpec, contract_spec
+from ml.predictor.model import EffectPredictor, ModelConfig, expected_incremental_margin
+from ml.registry import ModelVersion, Registry
+
+MODEL_NAME = "effect_predictor"
+WEIGHTS_FILE = "model.pt"
+ENCODER_FILE = "encoder.json"
+MODEL_CONFIG_FILE = "model_config.json"
+
+SCORE_COLUMNS = ("p_click", "p_convert_send", "p_convert_none", "uplift", "expected_incremental_margin")
+
+
+@dataclass
+class Predictor:
+    """A model with its fitted encoder: frame in, probabilities, uplift and incremental margin out."""
+
+    model: EffectPredictor
+    encoder: FeatureEncoder
+    device: torch.device
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self.encoder.spec
+
+    @torch.no_grad()
+    def predict_encoded(self, data: EncodedFrame, batch_size: int = 16384) -> dict[str, np.ndarray]:
+        """Probabilities for every row: click, convert_send, convert_none, uplift (send − none)."""
+        self.model.eval()
+        dtype = autocast_dtype(self.device)
+        chunks: dict[str, list[torch.Tensor]] = {"click": [], "convert_send": [], "convert_none": []}
+        n = len(data)
+        for start in range(0, n, batch_size):
+            index = torch.arange(start, min(start + batch_size, n))
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in data.take(index).items()}
+            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                out = self.model(batch)
+            for key in chunks:
+                chunks[key].append(torch.sigmoid(out[key].float()).cpu())
+        probs = {k: (torch.cat(v).numpy() if v else np.zeros(0, np.float32)) for k, v in chunks.items()}
+        probs["uplift"] = probs["convert_send"] - probs["convert_none"]
+        return probs
+
+    def score(self, df: pl.DataFrame, batch_size: int = 16384) -> pl.DataFrame:
+        """`df` plus p_click, p_convert_send, p_convert_none, uplift and (when price, depth and margin
+        rate columns exist) expected_incremental_margin."""
+        data = self.encoder.transform(df, with_labels=False)
+        probs = self.predict_encoded(data, batch_size)
+        out = df.with_columns(
+            pl.Series("p_click", probs["click"]),
+            pl.Series("p_convert_send", probs["convert_send"]),
+            pl.Series("p_convert_none", probs["convert_none"]),
+            pl.Series("uplift", probs["uplift"]),
+        )
+        spec = self.spec
+        if spec.price and spec.depth and spec.margin_rate:
+            margin = expected_incremental_margin(
+                *(torch.from_numpy(out[c].cast(pl.Float64).to_numpy(writable=True)) for c in ("p_convert_send", "p_convert_none")),
+                *(
+                    torch.from_numpy(df[c].cast(pl.Float64).fill_null(0.0).to_numpy(writable=True))
+                    for c in (spec.price, spec.depth, spec.margin_rate)
+                ),
+            )
+            out = out.with_columns(pl.Series("expected_incremental_margin", margin.numpy()))
+        return out
+
+
+def save_predictor(folder: Path, model: EffectPredictor, encoder: FeatureEncoder) -> Path:
+    """Write weights, encoder (vocabularies, statistics, feature spec) and model config to `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS_FILE)
+    (folder / ENCODER_FILE).write_text(encoder.to_json())
+    (folder / MODEL_CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=2))
+    return folder
+
+
+def load_predictor(folder: Path, device: str | torch.device | None = None, expected_spec: FeatureSpec | None = None) -> Predictor:
+    """Load a folder written by `save_predictor`; with `expected_spec`, refuse a model built for other columns."""
+    folder = Path(folder)
+    for name in (WEIGHTS_FILE, ENCODER_FILE, MODEL_CONFIG_FILE):
+        if not (folder / name).exists():
+            raise FileNotFoundError(f"{folder}: not a saved predictor, {name} is missing")
+    encoder = FeatureEncoder.from_json((folder / ENCODER_FILE).read_text())
+    if expected_spec is not None and encoder.spec.schema() != expected_spec.schema():
+        saved, wanted = set(encoder.spec.feature_columns()), set(expected_spec.feature_columns())
+        raise FeatureError(
+            f"{folder}: the model's feature schema differs from the expected one "
+            f"(only in model: {sorted(saved - wanted)}, only expected: {sorted(wanted - saved)}, "
+            "or the columns' roles differ); retrain the model on the current feature list"
+        )
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    cfg = ModelConfig(**json.loads((folder / MODEL_CONFIG_FILE).read_text()))
+    model = EffectPredictor(cfg, encoder)
+    model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return Predictor(model.to(dev).eval(), encoder, dev)
+
+
+def publish_predictor(
+    registry: Registry,
+    folder: Path,
+    *,
+    metrics: dict,
+    data_window: dict,
+    config: dict | None = None,
+    model_name: str = MODEL_NAME,
+) -> ModelVersion:
+    """Publish a folder written by `save_predictor` (e.g. TrainResult.out_dir) with its feature schema.
+
+    The training checkpoint, if present, is left out: the registry stores what serving needs.
+    """
+    folder = Path(folder)
+    encoder = FeatureEncoder.from_json((folder / ENCODER_FILE).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (WEIGHTS_FILE, ENCODER_FILE, MODEL_CONFIG_FILE):
+            shutil.copy2(folder / name, Path(tmp) / name)
+        return registry.publish(
+            model_name, tmp, config=config, feature_schema=encoder.spec.schema(), metrics=metrics, data_window=data_window
+        )
+
+
+def predictor_from_registry(
+    registry: Registry,
+    model_name: str = MODEL_NAME,
+    version: str | None = None,
+    spec: FeatureSpec | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[Predictor, ModelVersion]:
+    """The champion (or `version`), refusing one trained on another feature list than `spec` (default:
+    the contract's)."""
+    spec = spec or contract_spec()
+    mv = registry.load(model_name, version, expected_schema=spec.schema())
+    return load_predictor(mv.path, device, expected_spec=spec), mv

@@ -1,0 +1,374 @@
+"""Train the effect predictor: `train_predictor(df, cfg, out_dir)` or `python -m ml.predictor.train`.
+
+Split (no leakage): `time` puts the latest decision dates (`as_of_date`) in validation, so the model is
+judged on days after the ones it learned from, as in production; `user` puts a stable hash-chosen set of
+users wholly in validation; `auto` (default) is `time` when the frame spans at least two dates, else `user`.
+
+The encoded training set lives on the training device as tensors; batches are index gathers in the order a
+`DistributedSampler` gives (seeded by cfg.seed + epoch), which is what makes the data order reproducible
+and resumable: a checkpoint stores epoch, batch position, model, optimizer, scheduler, every RNG state,
+the best metric and the early-stopping counter, so a run resumed after a crash ends with exactly the
+weights of an uninterrupted run. Multi-GPU: launch with `torchrun --nproc_per_node=N -m ml.predictor.train`
+(nccl on CUDA, gloo on CPU); each rank reads the same frame and trains on its sampler shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from ml.device import autocast_dtype, pick_device
+from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureSpec, contract_spec
+from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss
+from ml.predictor.predict import save_predictor
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 20
+    batch_size: int = 4096
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    grad_clip: float = 1.0
+    patience: int = 3  # epochs without validation improvement before stopping
+    split: str = "auto"  # auto | time | user
+    valid_fraction: float = 0.15
+    seed: int = 0
+    device: str | None = None  # None: CUDA when available (ml.device.pick_device)
+    checkpoint_every: int = 100  # steps; a checkpoint is also written at every epoch end
+    resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
+    min_count: int = 2  # values seen fewer times in training map to "unknown"
+    max_weight: float = 20.0  # clip of inverse-propensity weights
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model: EffectPredictor
+    encoder: FeatureEncoder
+    best_valid_loss: float
+    best_epoch: int
+    epochs_run: int
+    steps: int
+    history: list[dict[str, float]]
+    data_window: dict[str, str | int | None]
+
+    def metrics(self) -> dict[str, float]:
+        return {"best_valid_loss": self.best_valid_loss, "best_epoch": self.best_epoch, "steps": self.steps}
+
+
+# ---------------------------------------------------------------------------------------------- splitting
+def split_examples(df: pl.DataFrame, strategy: str = "auto", valid_fraction: float = 0.15, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, valid) without leakage: by time (latest dates validate) or by user (disjoint users)."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    if strategy == "auto":
+        has_dates = "as_of_date" in df.columns and df["as_of_date"].n_unique() >= 2
+        strategy = "time" if has_dates else "user"
+    if strategy == "time":
+        if "as_of_date" not in df.columns:
+            raise ValueError("split 'time' needs an as_of_date column")
+        per_day = df.group_by("as_of_date").len().sort("as_of_date", descending=True)
+        share = per_day["len"].cum_sum() / df.height
+        # The latest days whose rows make up about valid_fraction; at least one day, never all of them.
+        n_valid_days = max(1, min(int((share < valid_fraction).sum()) + 1, per_day.height - 1))
+        if per_day.height < 2:
+            raise ValueError("split 'time' needs at least two distinct as_of_date values")
+        cut = per_day["as_of_date"][n_valid_days - 1]
+        return df.filter(pl.col("as_of_date") < cut), df.filter(pl.col("as_of_date") >= cut)
+    if strategy == "user":
+        if "user_id" not in df.columns:
+            raise ValueError("split 'user' needs a user_id column")
+        bucket = pl.col("user_id").cast(pl.Utf8).hash(seed=seed) % 10_000
+        in_valid = bucket < int(valid_fraction * 10_000)
+        return df.filter(~in_valid), df.filter(in_valid)
+    raise ValueError(f"unknown split strategy {strategy!r}; use auto, time or user")
+
+
+def data_window(df: pl.DataFrame) -> dict[str, str | int | None]:
+    """The rows a model learned from: first and last decision date and the row count."""
+    if "as_of_date" in df.columns and df.height:
+        return {"first": str(df["as_of_date"].min()), "last": str(df["as_of_date"].max()), "rows": df.height}
+    return {"first": None, "last": None, "rows": df.height}
+
+
+# ---------------------------------------------------------------------------------------------- plumbing
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _init_distributed(device_pref: str | None) -> tuple[int, int, bool]:
+    """(rank, world_size, created): joins torchrun's group when WORLD_SIZE > 1 (nccl on CUDA, else gloo)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    backend = "nccl" if pick_device(device_pref).type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, data: EncodedFrame, batch_size: int, device: torch.device) -> float:
+    """Mean effect loss over the validation rows (row-weighted over batches)."""
+    model.eval()
+    dtype = autocast_dtype(device)
+    total, rows = 0.0, 0
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)), device=device)
+        batch = data.take(index)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = effect_loss(model(batch), batch)
+        total += float(loss) * len(index)
+        rows += len(index)
+    model.train()
+    return total / max(rows, 1)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def train_predictor(
+    df: pl.DataFrame,
+    cfg: TrainConfig,
+    out_dir: Path | str,
+    *,
+    spec: FeatureSpec | None = None,
+    valid_df: pl.DataFrame | None = None,
+    step_hook: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train on `df` (split by cfg.split unless `valid_df` is given); write the model to `out_dir`.
+
+    `step_hook(global_step)` runs after every optimizer step (tests use it to simulate a crash).
+    Returns the best-validation model (also saved in `out_dir`, by rank 0).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = spec or contract_spec()
+    rank, world, created_group = _init_distributed(cfg.device)
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    seed_everything(cfg.seed)
+
+    if valid_df is None:
+        train_df, valid_df = split_examples(df, cfg.split, cfg.valid_fraction, cfg.seed)
+    else:
+        train_df = df
+    if train_df.height == 0 or valid_df.height == 0:
+        raise ValueError(f"empty split: {train_df.height} training and {valid_df.height} validation rows")
+    encoder = FeatureEncoder.fit(train_df, spec, min_count=cfg.min_count, max_weight=cfg.max_weight)
+    train_data = encoder.transform(train_df, with_labels=True).to(device)
+    valid_data = encoder.transform(valid_df, with_labels=True).to(device)
+
+    model = EffectPredictor(cfg.model, encoder).to(device)
+    wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
+    sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
+    dtype = autocast_dtype(device)
+
+    state: dict[str, Any] = {
+        "epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0,
+        "stopped": False, "history": [], "best_state": None,
+    }
+    ckpt_path = out / CHECKPOINT_FILE
+    if cfg.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        state = ckpt["state"]
+
+    def checkpoint() -> None:
+        rngs: Any = _rng_state()
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, rngs)
+            rngs = gathered
+        if rank == 0:
+            _atomic_save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "rng": rngs, "state": state, "config": cfg.to_dict()},
+                ckpt_path,
+            )
+
+    wrapped.train()
+    show = cfg.progress and rank == 0
+    while state["epoch"] < cfg.epochs and not state["stopped"]:
+        epoch = state["epoch"]
+        sampler.set_epoch(epoch)
+        batches = torch.tensor(list(iter(sampler)), dtype=torch.int64).split(cfg.batch_size)
+        bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch}", disable=not show, leave=False)
+        first_batch, seen, started = state["batch"], 0, time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for b in range(first_batch, len(batches)):
+            batch = train_data.take(batches[b])
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = effect_loss(wrapped(batch), batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach()
+            seen += len(batches[b])
+            state["step"] += 1
+            state["batch"] = b + 1
+            if show and (b % 10 == 0 or b == len(batches) - 1):
+                bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{seen / (time.perf_counter() - started):,.0f}")
+            bar.update(1)
+            if step_hook is not None:
+                step_hook(state["step"])
+            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches):
+                checkpoint()
+        bar.close()
+        elapsed = time.perf_counter() - started
+        valid = validation_loss(model, valid_data, cfg.batch_size * 4, device)
+        n_batches = max(len(batches) - first_batch, 1)
+        state["history"].append({
+            "epoch": epoch, "train_loss": float(loss_sum) / n_batches, "valid_loss": valid,
+            "samples_per_s": seen * world / max(elapsed, 1e-9),
+        })
+        if valid < state["best"] - 1e-5:
+            state.update(best=valid, best_epoch=epoch, bad_epochs=0)
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+            state["stopped"] = state["bad_epochs"] >= cfg.patience
+        state["epoch"], state["batch"] = epoch + 1, 0
+        if show:
+            h = state["history"][-1]
+            tqdm.write(f"epoch {epoch}: train {h['train_loss']:.4f} valid {valid:.4f} ({h['samples_per_s']:,.0f} samples/s)")
+        checkpoint()
+
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    window = {**data_window(train_df), "valid_first": data_window(valid_df)["first"], "valid_last": data_window(valid_df)["last"]}
+    if rank == 0:
+        save_predictor(out, model, encoder)
+    if created_group:
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(
+        out_dir=out, model=model.eval(), encoder=encoder, best_valid_loss=float(state["best"]),
+        best_epoch=int(state["best_epoch"]), epochs_run=len(state["history"]), steps=int(state["step"]),
+        history=state["history"], data_window=window,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def read_frame(data: str | None, duckdb_path: str | None, table: str) -> pl.DataFrame:
+    """Rows from a Parquet file, or from a table of a DuckDB file (opened read-only)."""
+    if data:
+        path = Path(data)
+        if not path.exists():
+            raise FileNotFoundError(f"--data {path}: no such file")
+        return pl.read_parquet(path)
+    if duckdb_path:
+        import duckdb
+
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", table):
+            raise ValueError(f"--table {table!r} is not a plain [schema.]table name")
+        if not Path(duckdb_path).exists():
+            raise FileNotFoundError(f"--duckdb {duckdb_path}: no such file")
+        with duckdb.connect(duckdb_path, read_only=True) as con:
+            return con.sql(f"select * from {table}").pl()
+    raise ValueError("give --data FILE.parquet or --duckdb WAREHOUSE.duckdb")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ml.predictor.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", help="Parquet file with the fct_training_examples columns")
+    p.add_argument("--duckdb", help="DuckDB warehouse file (read-only)")
+    p.add_argument("--table", default="marts.fct_training_examples")
+    p.add_argument("--out", required=True, help="output folder (model files and checkpoint.pt)")
+    d = TrainConfig()
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--split", choices=["auto", "time", "user"], default=d.split)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    df = read_frame(args.data, args.duckdb, args.table)
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, split=args.split,
+        seed=args.seed, device=args.device, resume=not args.no_resume, progress=not args.no_progress,
+    )
+    result = train_predictor(df, cfg, args.out)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best validation loss {result.best_valid_loss:.4f} at epoch {result.best_epoch}; model in {result.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

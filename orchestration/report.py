@@ -1,0 +1,85 @@
+"""`promoloop report`: what the daily plans did — per day sends by channel and offer type, expected spend
+against the budget, expected incremental margin, holdout and exploration — plus a spend-pacing plot."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from orchestration.settings import PromoPaths
+
+DAILY_SQL = """
+select d.decision_date as day,
+       count(*) as users_considered,
+       count(*) filter (where d.action = 'send') as sends,
+       count(*) filter (where d.is_holdout) as holdout,
+       count(*) filter (where d.is_exploration) as explored,
+       count(*) filter (where d.action = 'send' and d.channel = 'push') as push,
+       count(*) filter (where d.action = 'send' and d.channel = 'sms') as sms,
+       count(*) filter (where d.action = 'send' and d.channel = 'email') as email,
+       round(coalesce(sum(d.expected_cost) filter (where d.action = 'send'), 0), 2) as expected_spend,
+       round(coalesce(sum(d.expected_margin) filter (where d.action = 'send'), 0), 2) as expected_margin,
+       any_value(d.policy_version) as policy,
+       any_value(d.model_version) as model
+from delivery.decisions d
+{where}
+group by 1 order by 1
+"""
+
+OFFER_SQL = """
+select d.decision_date as day, o.offer_type, count(*) as sends
+from delivery.decisions d join raw.offers o using (offer_id)
+where d.action = 'send' {and_where}
+group by 1, 2 order by 1, 2
+"""
+
+
+def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    where = f"where d.decision_date = DATE '{day}'" if day else ""
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        daily = con.sql(DAILY_SQL.format(where=where)).pl()
+        offers = con.sql(OFFER_SQL.format(and_where=f"and d.decision_date = DATE '{day}'" if day else "")).pl()
+    finally:
+        con.close()
+    return daily, offers
+
+
+def pacing_plot(daily: pl.DataFrame, budget: float | None, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar([str(d) for d in daily["day"]], daily["expected_spend"], label="expected spend")
+    if budget:
+        ax.axhline(budget, color="black", linestyle="--", linewidth=1, label="daily budget")
+    ax.set_ylabel("money")
+    ax.set_title("Spend pacing")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_daily_report(paths: PromoPaths, day: date | None = None, budget: float | None = 300.0) -> int:
+    if not paths.warehouse.exists():
+        print(f"no warehouse at {paths.warehouse}: run `promoloop demo` or the Dagster jobs first")
+        return 1
+    daily, offers = daily_report(paths, day)
+    if daily.is_empty():
+        print("no plans yet: the daily scoring job has not run")
+        return 1
+    with pl.Config(tbl_rows=60, tbl_cols=20, tbl_width_chars=200):
+        print(daily)
+        print(offers.pivot(on="offer_type", index="day", values="sends").fill_null(0))
+    plot = pacing_plot(daily, budget, paths.reports / "spend_pacing.png")
+    print(f"spend pacing plot: {plot}")
+    return 0

@@ -1,0 +1,250 @@
+"""Effect predictor: features, model, training (determinism, exact resume, DDP), metrics, evaluation."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from ml.predictor import metrics as M
+from ml.predictor.evaluate import evaluate_predictor
+from ml.predictor.features import FeatureEncoder, FeatureError, FeatureSpec, contract_spec
+from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss, expected_incremental_margin
+from ml.predictor.predict import load_predictor, predictor_from_registry, publish_predictor
+from ml.predictor.synthetic import synthetic_examples
+from ml.predictor.train import TrainConfig, split_examples, train_predictor, validation_loss
+from ml.registry import Registry, SchemaMismatchError
+
+TINY = ModelConfig(d_model=16, n_heads=2, n_layers=1, cat_dim=4, hidden=32, head_hidden=16)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = {"model": TINY, "epochs": 2, "batch_size": 128, "lr": 5e-3, "warmup_steps": 2, "patience": 5, "device": "cpu", "progress": False}
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    return synthetic_examples(n_rows=800, n_users=120, n_products=40, n_days=6, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)  # the test machine's cores are shared; one thread is also deterministic
+
+
+# ---------------------------------------------------------------------------------------------- features
+def test_encoding_shapes_and_padding(frame):
+    spec = contract_spec()
+    data = FeatureEncoder.fit(frame, spec).transform(frame)
+    t = data.tensors
+    n, T = frame.height, spec.sequence.max_len
+    assert t["numeric"].shape == (n, len(spec.numeric))
+    assert t["categorical"].shape == (n, len(spec.categorical))
+    assert t["seq_product"].shape == t["seq_mask"].shape == (n, T)
+    lengths = frame["seq_product_ids"].list.len().to_numpy()
+    assert np.array_equal(t["seq_mask"].sum(1).numpy(), np.minimum(lengths, T))
+    assert (t["seq_product"][~t["seq_mask"]] == 0).all()  # padding is index 0
+    assert (t["seq_age"][t["seq_mask"]] >= 1).all()
+
+
+def test_missing_column_is_named(frame):
+    enc = FeatureEncoder.fit(frame, contract_spec())
+    with pytest.raises(FeatureError, match="o_depth"):
+        enc.transform(frame.drop("o_depth"))
+    with pytest.raises(FeatureError, match="should be a list"):
+        enc.transform(frame.with_columns(pl.lit("x").alias("seq_categories")))
+
+
+# ---------------------------------------------------------------------------------------------- model
+def test_forward_shapes_and_margin(frame):
+    enc = FeatureEncoder.fit(frame, contract_spec())
+    model = EffectPredictor(TINY, enc)
+    batch = enc.transform(frame.head(7)).tensors
+    out = model(batch)
+    for key in ("click", "convert_send", "convert_none", "delta"):
+        assert out[key].shape == (7,)
+    assert torch.allclose(out["convert_send"], out["convert_none"] + out["delta"])
+    assert torch.isfinite(effect_loss(out, batch))
+    # p = 100, depth 0.2, margin rate 0.3 (cost 70): 0.5·(80 − 70) − 0.2·(100 − 70) = −1
+    m = expected_incremental_margin(*(torch.tensor([v]) for v in (0.5, 0.2, 100.0, 0.2, 0.3)))
+    assert m.item() == pytest.approx(-1.0)
+
+
+def test_cold_start_users_and_products_score(tmp_path, frame):
+    result = train_predictor(frame, tiny_config(epochs=1), tmp_path)
+    predictor = load_predictor(tmp_path, "cpu")
+    cold = frame.head(3).with_columns(
+        pl.lit("never-seen-user").alias("user_id"),
+        pl.lit("never-seen-product").alias("product_id"),
+        pl.lit("new-category").alias("p_category"),
+        pl.lit("new-brand").alias("p_brand"),
+        pl.lit([], dtype=pl.List(pl.Utf8)).alias("seq_product_ids"),
+        pl.lit([], dtype=pl.List(pl.Utf8)).alias("seq_categories"),
+        pl.lit([], dtype=pl.List(pl.Utf8)).alias("seq_event_types"),
+        pl.lit([], dtype=pl.List(pl.Float64)).alias("seq_age_hours"),
+    ).drop("label_convert", "label_click", "is_treated")
+    scored = predictor.score(cold)
+    for col in ("p_click", "p_convert_send", "p_convert_none", "uplift", "expected_incremental_margin"):
+        values = scored[col].to_numpy()
+        assert np.isfinite(values).all(), col
+    assert ((scored["p_convert_send"] > 0) & (scored["p_convert_send"] < 1)).all()
+    assert result.data_window["rows"] > 0
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_split_has_no_leakage(frame):
+    train, valid = split_examples(frame, "time", 0.2)
+    assert train["as_of_date"].max() < valid["as_of_date"].min()
+    train, valid = split_examples(frame, "user", 0.2)
+    assert not set(train["user_id"]) & set(valid["user_id"])
+    assert train.height + valid.height == frame.height
+
+
+def test_training_reduces_loss(tmp_path, frame):
+    cfg = tiny_config(epochs=4)
+    train, valid = split_examples(frame, "time", 0.2)
+    enc = FeatureEncoder.fit(train, contract_spec())
+    torch.manual_seed(cfg.seed)
+    before = validation_loss(EffectPredictor(TINY, enc), enc.transform(valid), 512, torch.device("cpu"))
+    result = train_predictor(frame, cfg, tmp_path)
+    assert result.best_valid_loss < before - 0.05
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_same_seed_same_weights(tmp_path, frame):
+    a = train_predictor(frame, tiny_config(epochs=1), tmp_path / "a").model.state_dict()
+    b = train_predictor(frame, tiny_config(epochs=1), tmp_path / "b").model.state_dict()
+    c = train_predictor(frame, tiny_config(epochs=1, seed=1), tmp_path / "c").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_crash_gives_identical_weights(tmp_path, frame):
+    cfg = tiny_config(epochs=3, checkpoint_every=4, patience=1)  # early stopping state must survive too
+    reference = train_predictor(frame, cfg, tmp_path / "uninterrupted")
+
+    def crash_at(step: int) -> None:
+        if step == 10:  # between checkpoints (step 8 mid-epoch) — the work after step 8 is lost
+            raise Crash()
+
+    with pytest.raises(Crash):
+        train_predictor(frame, cfg, tmp_path / "crashed", step_hook=crash_at)
+    resumed = train_predictor(frame, cfg, tmp_path / "crashed")
+    assert resumed.steps == reference.steps
+    assert resumed.best_epoch == reference.best_epoch
+    ref, got = reference.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def _ddp_worker(rank: int, world: int, port: int, frame_path: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result = train_predictor(pl.read_parquet(frame_path), tiny_config(epochs=1), Path(out) / "model")
+    torch.save(result.model.state_dict(), Path(out) / f"rank{rank}.pt")
+
+
+def test_ddp_two_cpu_processes_agree(tmp_path, frame):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    frame.write_parquet(tmp_path / "frame.parquet")
+    # spawn, not fork: a forked child inherits the parent's OpenMP thread pool and can deadlock.
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, str(tmp_path / "frame.parquet"), str(tmp_path)), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "model" / "model.pt").exists()
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def test_uplift_metrics_known_answers():
+    # Sorted by score: top half has treated rates 1.0 and control 0.5 -> uplift@50% = 0.5.
+    score = np.array([8, 7, 6, 5, 4, 3, 2, 1], dtype=float)
+    t = np.array([1, 1, 0, 0, 1, 0, 1, 0], dtype=float)
+    y = np.array([1, 1, 0, 1, 0, 1, 0, 0], dtype=float)
+    assert M.uplift_at_k(y, t, score, 0.5) == pytest.approx(0.5)
+    # Qini curve at n=4: Y_t=2, Y_c=1, N_t=2, N_c=2 -> 2 − 1·1 = 1.
+    x, q = M.qini_curve(y, t, score)
+    assert x[4] == 4 and q[4] == pytest.approx(1.0)
+    perfect = y * t - y * (1 - t)
+    assert M.qini_coefficient(y, t, perfect) == pytest.approx(1.0)
+    assert M.qini_coefficient(y, t, np.zeros(8)) == pytest.approx(0.0)  # one tie group: the random line
+    assert M.qini_coefficient(y, t, -perfect) < 0
+    rng = np.random.default_rng(0)
+    n = 20_000
+    t = rng.random(n) < 0.5
+    tau = rng.uniform(0, 0.3, n)
+    y = rng.random(n) < 0.1 + tau * t
+    good, bad = M.auuc(y, t, tau), M.auuc(y, t, -tau)
+    assert good > 0.05 and bad < -0.05  # normalized by the outcome-level perfect ranking: small
+    value, oracle = M.top_k_policy_value(tau, tau, 0.3)
+    assert value == pytest.approx(oracle)
+    ci = M.bootstrap(lambda a, b, c: M.uplift_at_k(a, b, c, 0.3), (y.astype(float), t.astype(float), tau), n_boot=50)
+    assert ci.low < ci.value < ci.high
+    assert ci.low > 0.15  # the true uplift of the top 30 % is about 0.255
+
+
+def test_auc_and_calibration():
+    assert M.auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4])) == 1.0
+    assert M.auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    # Exactly calibrated: in each bin, the observed rate equals the predicted probability.
+    p = np.repeat([0.05, 0.25, 0.55, 0.85], 20)
+    y = np.concatenate([np.r_[np.ones(k), np.zeros(20 - k)] for k in (1, 5, 11, 17)])
+    assert M.expected_calibration_error(y, p) == pytest.approx(0.0, abs=1e-12)
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 1, 100_000)
+    assert M.expected_calibration_error(rng.random(p.size) < p, p) < 0.01
+    assert M.expected_calibration_error(rng.random(p.size) < p, np.clip(p + 0.2, 0, 1)) > 0.1
+
+
+# ---------------------------------------------------------------------------------------------- evaluation, registry
+def test_evaluation_beside_baselines(tmp_path, frame):
+    train, valid = split_examples(frame, "time", 0.25)
+    result = train_predictor(train, tiny_config(epochs=2), tmp_path / "model", valid_df=valid)
+    predictor = load_predictor(result.out_dir, "cpu")
+    report = evaluate_predictor(predictor, valid, tmp_path / "eval", train_df=train, n_boot=20)
+    assert set(report.models) == {"model", "t_learner", "popularity_rule"}
+    model = report.models["model"]
+    for key in ("convert_send_auc", "convert_none_ece", "click_auc", "true_uplift_pearson", "policy_value_ratio_at_30"):
+        assert np.isfinite(model[key]), key
+    assert model["qini"]["ci_low"] <= model["qini"]["value"] <= model["qini"]["ci_high"]
+    assert all(p.exists() and p.suffix == ".png" for p in report.plots)
+    assert "| qini |" in report.markdown()
+
+
+def test_predictor_through_registry(tmp_path, frame):
+    result = train_predictor(frame, tiny_config(epochs=1), tmp_path / "model")
+    registry = Registry(tmp_path / "artifacts")
+    mv = publish_predictor(registry, result.out_dir, metrics=result.metrics(), data_window=result.data_window)
+    assert "checkpoint.pt" not in mv.manifest["files"]
+    registry.promote("effect_predictor", mv.version, reason="first model")
+    predictor, loaded = predictor_from_registry(registry, device="cpu")
+    assert loaded.version == mv.version
+    assert predictor.score(frame.head(5)).height == 5
+    other = FeatureSpec(**{**contract_spec().to_dict(), "sequence": None, "numeric": ("u_tenure_days",)})
+    with pytest.raises(SchemaMismatchError, match="u_recency_days"):
+        predictor_from_registry(registry, spec=other)
+
+
+def test_tabular_variant_trains(tmp_path, frame):
+    spec = FeatureSpec(
+        numeric=("u_recency_days", "u_revenue_90d", "u_discount_responsiveness"),
+        categorical=("u_member_level",),
+        action_numeric=("o_depth",),
+        action_categorical=("channel",),
+        click_label="label_click",
+        price=None, depth=None, margin_rate=None,
+    )
+    result = train_predictor(frame, tiny_config(epochs=2), tmp_path, spec=spec)
+    assert result.model.sequence is None
+    scored = load_predictor(tmp_path, "cpu").score(frame.head(4))
+    assert "expected_incremental_margin" not in scored.columns and scored["uplift"].is_finite().all()
