@@ -49,17 +49,23 @@ NOUNS_ZH = {
     "pets": ("猫粮", "狗玩具", "宠物香波"),
 }
 
-# (city, tier, timezone)
+# Share of products per category (apparel and beauty have the longest catalogues).
+CATEGORY_WEIGHTS = (0.16, 0.1, 0.14, 0.1, 0.12, 0.1, 0.08, 0.07, 0.07, 0.06)
+
+TIMEZONES = ("Asia/Shanghai", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles")
+
+# (city, tier, timezone); the first cities of each list are the most populous.
 CITIES_ZH = (
     ("Shanghai", 1, "Asia/Shanghai"), ("Beijing", 1, "Asia/Shanghai"), ("Shenzhen", 1, "Asia/Shanghai"),
     ("Guangzhou", 1, "Asia/Shanghai"), ("Hangzhou", 2, "Asia/Shanghai"), ("Chengdu", 2, "Asia/Shanghai"),
-    ("Wuhan", 2, "Asia/Shanghai"), ("Xi'an", 3, "Asia/Shanghai"), ("Kunming", 3, "Asia/Shanghai"),
-    ("Luoyang", 4, "Asia/Shanghai"), ("Dali", 5, "Asia/Shanghai"),
+    ("Wuhan", 2, "Asia/Shanghai"), ("Nanjing", 2, "Asia/Shanghai"), ("Xi'an", 3, "Asia/Shanghai"),
+    ("Kunming", 3, "Asia/Shanghai"), ("Xiamen", 3, "Asia/Shanghai"), ("Luoyang", 4, "Asia/Shanghai"),
+    ("Ganzhou", 4, "Asia/Shanghai"), ("Dali", 5, "Asia/Shanghai"), ("Lijiang", 5, "Asia/Shanghai"),
 )
 CITIES_EN = (
     ("New York", 1, "America/New_York"), ("Los Angeles", 1, "America/Los_Angeles"),
-    ("Chicago", 1, "America/Chicago"), ("Seattle", 2, "America/Los_Angeles"),
-    ("Denver", 2, "America/Denver"), ("Austin", 3, "America/Chicago"), ("Boise", 4, "America/Denver"),
+    ("Chicago", 1, "America/Chicago"), ("Houston", 1, "America/Chicago"), ("Seattle", 2, "America/Los_Angeles"),
+    ("Boston", 2, "America/New_York"), ("Denver", 2, "America/Denver"), ("Austin", 3, "America/Chicago"),
+    ("Portland", 3, "America/Los_Angeles"), ("Boise", 4, "America/Denver"), ("Burlington", 5, "America/New_York"),
 )
 MEMBER_LEVELS = ("bronze", "silver", "gold", "vip")
-PLATFORMS = ("app", "web", "mini_program")
