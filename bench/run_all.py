@@ -13,7 +13,15 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR
 
-BENCHMARKS = ("feature_build", "validation")
+BENCHMARKS = (
+    "feature_build",
+    "validation",
+    "allocation",
+    "open_bandit_ope",
+    "hillstrom_uplift",
+    "predictor_throughput",
+    "generator",
+)
 
 
 def results_table() -> str:
