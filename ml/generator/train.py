@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -36,6 +35,7 @@ from ml.generator.corpus import (
 )
 from ml.generator.model import CopyGPT
 from ml.generator.tokenizer import CopyTokenizer
+from ml.reproducibility import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -179,30 +179,13 @@ def mean_loss(model: CopyGPT, data: EncodedSet, pad_id: int, device: torch.devic
     return total / max(tokens, 1)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def train_generator(cfg: TrainConfig, out_dir: Path | str, feedback: list[Example] | None = None) -> Path:
     """Train and save the model directory (generate.CopyGenerator.save) to `out_dir`; returns it."""
     from ml.generator.generate import CopyGenerator
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     t0 = time.perf_counter()
     ckpt_path = out_dir / CHECKPOINT_FILE
@@ -232,7 +215,7 @@ def train_generator(cfg: TrainConfig, out_dir: Path | str, feedback: list[Exampl
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         step, epoch, batch_pos, history = ckpt["step"], ckpt["epoch"], ckpt["batch_pos"], ckpt["history"]
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
     dtype = autocast_dtype(device)
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, desc="generator", unit="step")
@@ -240,7 +223,7 @@ def train_generator(cfg: TrainConfig, out_dir: Path | str, feedback: list[Exampl
 
     def save_checkpoint() -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "step": step, "epoch": epoch, "batch_pos": batch_pos, "history": history, "rng": _rng_state(), "config": cfg.to_dict()}
+                 "step": step, "epoch": epoch, "batch_pos": batch_pos, "history": history, "rng": rng_state(), "config": cfg.to_dict()}
         tmp = ckpt_path.with_suffix(f".tmp{os.getpid()}")
         torch.save(state, tmp)
         os.replace(tmp, ckpt_path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
 import re
 import time
 from collections.abc import Callable
@@ -25,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import torch
 import torch.distributed as dist
@@ -37,6 +35,7 @@ from ml.device import autocast_dtype, pick_device
 from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureSpec, contract_spec
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss
 from ml.predictor.predict import save_predictor
+from ml.reproducibility import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -117,25 +116,6 @@ def data_window(df: pl.DataFrame) -> dict[str, str | int | None]:
 
 
 # ---------------------------------------------------------------------------------------------- plumbing
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -238,11 +218,11 @@ def train_predictor(
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
         state = ckpt["state"]
 
     def checkpoint() -> None:
-        rngs: Any = _rng_state()
+        rngs: Any = rng_state()
         if world > 1:
             gathered: list[Any] = [None] * world
             dist.all_gather_object(gathered, rngs)
