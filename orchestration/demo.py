@@ -8,6 +8,7 @@ cheaper than the multiprocess executor on 2 cores); deployments keep the multipr
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,8 +18,17 @@ from typing import Any
 import dagster as dg
 import duckdb
 
+from orchestration.closed_loop import (
+    GateRecord,
+    Scorecard,
+    compare_policies_on_day,
+    true_plan_values,
+    write_report,
+)
+from orchestration.defs.scoring import PlanSettings
 from orchestration.instance import get_instance
 from orchestration.settings import PromoPaths
+from simulator.policies import POLICIES
 
 # The demo prints its own progress; Dagster's step logs stay in the instance (and the UI).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -29,8 +39,7 @@ class DemoOptions:
     n_users: int = 5000
     n_products: int = 500
     history_days: int = 30
-    loop_days: int = 4
-    train_after_days: int = 3  # closed-loop days of exploration before the first model is trained
+    loop_days: int = 14
     seed: int = 7
     fresh: bool = True
 
@@ -110,16 +119,44 @@ def run_job(
 
 def run_sensor(
     defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursors: dict[str, str | None]
-) -> int:
+) -> list[dg.ExecuteInProcessResult]:
     """Tick a sensor once, as the daemon would, and execute the runs it requests in-process."""
     sensor = defs.resolve_sensor_def(name)
     context = dg.build_sensor_context(instance=instance, cursor=cursors.get(name), definitions=defs)
     result = sensor.evaluate_tick(context)
     cursors[name] = result.cursor
-    for request in result.run_requests or []:
-        job_name = request.job_name or sensor.job_name
-        run_job(defs, instance, job_name, partition_key=request.partition_key)
-    return len(result.run_requests or [])
+    if not result.run_requests and result.skip_message:
+        print(f"    {name}: {result.skip_message}")
+    return [
+        run_job(defs, instance, request.job_name or sensor.job_name, partition_key=request.partition_key)
+        for request in result.run_requests or []
+    ]
+
+
+def gate_records(result: dg.ExecuteInProcessResult, shop, day: date) -> list[GateRecord]:
+    """The retraining decisions of a run, with the true values of the plans the gate compared."""
+    import polars as pl
+
+    records = []
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        if "promoted" not in metadata:
+            continue
+        estimates = {k.removeprefix("ope_"): v.value for k, v in metadata.items() if k.startswith("ope_")}
+        record = GateRecord(
+            day=day,
+            version=metadata["version"].value,
+            action="promote" if metadata["promoted"].value else "keep",
+            reason=metadata["decision"].value,
+            estimates=estimates,
+        )
+        plans_path = metadata["gate_plans"].value
+        if plans_path and os.path.exists(plans_path):
+            truth = true_plan_values(shop, pl.read_parquet(plans_path), int(metadata["gate_rows"].value))
+            record.true_challenger = truth.get("challenger")
+            record.true_champion = truth.get("champion")
+        records.append(record)
+    return records
 
 
 def warehouse_summary(paths: PromoPaths) -> list[tuple[str, int]]:
@@ -205,16 +242,39 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
         run_sensor_cursor_only(defs, instance, name, cursors)
     from simulator import Shop
 
+    card = Scorecard()
+    plan = PlanSettings()
     for offset in range(options.loop_days):
         day = last + timedelta(days=offset + 1)
         timer.run(f"{day}: daily scoring job", run_job, defs, instance, "daily_scoring_job", str(day))
         shop = Shop.load(paths.home)
+        row = timer.run(
+            f"{day}: value today's plan and the reference policies with the ground truth",
+            compare_policies_on_day, paths, shop, day, plan.budget, {"sms": plan.sms_quota}, plan.holdout_share,
+            options.seed + offset,
+        )
+        card.days.append(row)
+        print("    true incremental margin: " + ", ".join(f"{p} {row.get(f'{p}_margin', 0):,.1f}" for p in POLICIES))
         outcome = timer.run(f"{day}: customers respond", shop.advance_day, day, read_export(paths, day))
         print(f"    {outcome}")
         timer.run(f"{day}: sensors load events and feedback", tick_landing_sensors, defs, instance, cursors)
         timer.run(f"{day}: features", run_job, defs, instance, "features_job")
-        if offset + 1 == options.train_after_days:
-            timer.run("train the effect predictor on the logged days", run_job, defs, instance, "training_job")
+        results = timer.run(f"{day}: retrain sensor", run_sensor, defs, instance, "retrain_sensor", cursors)
+        for result in results:
+            card.gates.extend(gate_records(result, shop, day))
+            for g in card.gates[-1:]:
+                print(f"    retraining: {g.action} {g.version}: {g.reason}")
+
+    report = write_report(paths, card, time.perf_counter() - started)
+    week = card.last_week()
+    print(f"\nclosed-loop report: {report}")
+    if week.get("oracle", 0) > 0:
+        print(
+            f"last {min(7, len(card.days))} days, true incremental margin: platform {week['platform']:,.1f} = "
+            f"{week['platform'] / week['oracle']:.1%} of the oracle {week['oracle']:,.1f}; rule {week['rule']:,.1f}, "
+            f"random {week['random']:,.1f} ({week['random'] / week['oracle']:.1%})"
+        )
+    print_sample_messages(paths, last + timedelta(days=options.loop_days))
 
     print("\nwarehouse tables:")
     for table, rows in warehouse_summary(paths):
@@ -227,7 +287,7 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
 
 
 def tick_landing_sensors(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None]) -> int:
-    return sum(run_sensor(defs, instance, name, cursors) for name in ("events_landing_sensor", "feedback_landing_sensor"))
+    return sum(len(run_sensor(defs, instance, name, cursors)) for name in ("events_landing_sensor", "feedback_landing_sensor"))
 
 
 def read_export(paths: PromoPaths, day: date):
@@ -247,3 +307,20 @@ def run_sensor_cursor_only(
     cursors[name] = result.cursor
 
 
+
+
+def print_sample_messages(paths: PromoPaths, day: date, per_group: int = 2) -> None:
+    """A few of the day's messages per channel and language, as the customers received them."""
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        rows = con.sql(
+            f"""select channel, locale, message_source, message from delivery.messages
+                where decision_date = DATE '{day}'
+                qualify row_number() over (partition by channel, locale order by decision_id) <= {per_group}
+                order by channel, locale"""
+        ).fetchall()
+    finally:
+        con.close()
+    print(f"\nsample messages of {day}:")
+    for channel, locale, source, message in rows:
+        print(f"  [{channel}/{locale}, {source}] {message}")

@@ -16,6 +16,7 @@ happens without a message cannot depend on which message we would have sent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -106,6 +107,20 @@ class EffectPredictor(nn.Module):
             nn.Linear(cfg.head_hidden + action_dim, cfg.head_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_hidden, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, 2),
         )
+
+    @torch.no_grad()
+    def init_output_bias(self, p_convert_none: float, p_convert_send: float, p_click: float) -> None:
+        """Start the heads at the training set's base rates. Conversions are rare (~1-3 %): from logit 0 a
+        model trained on a few thousand rows would still predict ~50 % after its first epochs, and the
+        planner would read that as a huge expected discount cost."""
+
+        def logit(p: float) -> float:
+            p = min(max(p, 1e-4), 1 - 1e-4)
+            return math.log(p / (1 - p))
+
+        self.baseline_head[-1].bias.fill_(logit(p_convert_none))
+        self.effect_head[-1].bias[0] = logit(p_convert_send) - logit(p_convert_none)
+        self.effect_head[-1].bias[1] = logit(p_click)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         parts = [batch["numeric"]]  # (B, Fn)

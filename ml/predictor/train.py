@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ml.device import autocast_dtype, pick_device
 from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureSpec, contract_spec
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss
-from ml.predictor.predict import save_predictor
+from ml.predictor.predict import load_predictor, save_predictor
 from ml.reproducibility import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -81,6 +81,26 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- splitting
+def effective_batch_size(batch_size: int, n_rows: int, min_steps_per_epoch: int = 16) -> int:
+    """The configured batch, smaller on small data so an epoch is at least `min_steps_per_epoch` steps
+    (a first model trained on one labelled day would otherwise take a handful of steps in total)."""
+    return max(64, min(batch_size, n_rows // min_steps_per_epoch))
+
+
+def base_rates(df: pl.DataFrame, spec: FeatureSpec) -> tuple[float, float, float]:
+    """(P(convert | no send), P(convert | send), P(click | send)) in `df`, for the output biases."""
+    treated = df[spec.treatment].cast(pl.Boolean)
+    convert = df[spec.convert_label].cast(pl.Float64)
+    sent, unsent = convert.filter(treated), convert.filter(~treated)
+    click = df[spec.click_label].cast(pl.Float64).filter(treated) if spec.click_label else sent
+
+    def rate(values: pl.Series, default: float) -> float:
+        return float(values.mean()) if values.len() else default  # type: ignore[arg-type]
+
+    none = rate(unsent, 0.02)
+    return none, rate(sent, none), rate(click, 0.05)
+
+
 def split_examples(df: pl.DataFrame, strategy: str = "auto", valid_fraction: float = 0.15, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(train, valid) without leakage: by time (latest dates validate) or by user (disjoint users)."""
     if not 0.0 < valid_fraction < 1.0:
@@ -172,8 +192,13 @@ def train_predictor(
     spec: FeatureSpec | None = None,
     valid_df: pl.DataFrame | None = None,
     step_hook: Callable[[int], None] | None = None,
+    init_from: Path | str | None = None,
 ) -> TrainResult:
     """Train on `df` (split by cfg.split unless `valid_df` is given); write the model to `out_dir`.
+
+    `init_from`: a saved predictor folder (the champion) to warm-start from: its encoder and weights are
+    kept, so retraining on a sliding window refines the serving model instead of starting over (values
+    first seen after the champion was trained map to "unknown" until a cold retrain).
 
     `step_hook(global_step)` runs after every optimizer step (tests use it to simulate a crash).
     Returns the best-validation model (also saved in `out_dir`, by rank 0).
@@ -194,18 +219,26 @@ def train_predictor(
         train_df = df
     if train_df.height == 0 or valid_df.height == 0:
         raise ValueError(f"empty split: {train_df.height} training and {valid_df.height} validation rows")
-    encoder = FeatureEncoder.fit(train_df, spec, min_count=cfg.min_count, max_weight=cfg.max_weight)
+    base = load_predictor(Path(init_from), device="cpu", expected_spec=spec) if init_from is not None else None
+    encoder = base.encoder if base else FeatureEncoder.fit(train_df, spec, min_count=cfg.min_count, max_weight=cfg.max_weight)
     train_data = encoder.transform(train_df, with_labels=True).to(device)
     valid_data = encoder.transform(valid_df, with_labels=True).to(device)
 
-    model = EffectPredictor(cfg.model, encoder).to(device)
+    model = EffectPredictor(base.model.cfg if base else cfg.model, encoder)
+    if base:
+        model.load_state_dict(base.model.state_dict())
+    else:
+        model.init_output_bias(*base_rates(train_df, spec))
+    model = model.to(device)
     wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
     )
     sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
+    batch_size = effective_batch_size(cfg.batch_size, len(sampler))
+    steps_per_epoch = math.ceil(len(sampler) / batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(min(cfg.warmup_steps, total_steps // 10), total_steps))
     dtype = autocast_dtype(device)
 
     state: dict[str, Any] = {
@@ -239,7 +272,7 @@ def train_predictor(
     while state["epoch"] < cfg.epochs and not state["stopped"]:
         epoch = state["epoch"]
         sampler.set_epoch(epoch)
-        batches = torch.tensor(list(iter(sampler)), dtype=torch.int64).split(cfg.batch_size)
+        batches = torch.tensor(list(iter(sampler)), dtype=torch.int64).split(batch_size)
         bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch}", disable=not show, leave=False)
         first_batch, seen, started = state["batch"], 0, time.perf_counter()
         loss_sum = torch.zeros((), device=device)

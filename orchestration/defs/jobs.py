@@ -48,8 +48,18 @@ def features_job() -> dg.JobDefinition:
 def training_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "training_job",
-        selection=dg.AssetSelection.groups("training"),
-        description="Export the point-in-time training set, train and evaluate the effect predictor, publish it.",
+        selection=dg.AssetSelection.assets("training_dataset", "effect_predictor"),
+        description="Export the point-in-time training set, train the effect predictor from scratch, gate it.",
+    )
+
+
+@cache
+def retraining_job() -> dg.JobDefinition:
+    return dg.define_asset_job(
+        "retraining_job",
+        selection=dg.AssetSelection.assets("training_dataset", "retrained_predictor"),
+        description="Export the new labelled window, warm-start a challenger from the champion, promote it only "
+        "if it beats the champion off-policy (run by the retrain sensor).",
     )
 
 
@@ -70,5 +80,6 @@ def all_jobs() -> list:
         ingest_feedback_job(),
         features_job(),
         training_job(),
+        retraining_job(),
         daily_scoring_job(),
     ]

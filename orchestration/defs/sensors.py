@@ -3,13 +3,20 @@ They read file names, stat() and the Dagster event log, never the warehouse."""
 
 
 import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from orchestration.defs.jobs import features_job, ingest_events_job, ingest_feedback_job
+from orchestration.defs.jobs import features_job, ingest_events_job, ingest_feedback_job, retraining_job
 from orchestration.landing_watch import scan_landing
 from orchestration.partitions import daily_partitions
 from orchestration.settings import paths
+
+FEEDBACK_KEY = dg.AssetKey(["raw", "feedback"])
+TRAINING_EXAMPLES_KEY = dg.AssetKey(["marts", "fct_training_examples"])
 
 
 def landing_sensor(table: str, job) -> dg.SensorDefinition:
@@ -54,9 +61,107 @@ def features_after_events_sensor(context: dg.RunStatusSensorContext):
     return dg.RunRequest(run_key=f"features-after-{context.dagster_run.run_id}")
 
 
+@dataclass
+class RetrainState:
+    """The retrain sensor's cursor: the feedback loads it has counted and when it last asked for a run."""
+
+    feedback_storage_id: int = 0
+    pending_rows: int = 0  # feedback rows loaded since the last retraining request
+    pending_loads: int = 0
+    last_request_at: float = 0.0  # unix seconds
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> "RetrainState":
+        return cls(**json.loads(cursor)) if cursor else cls()
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When new feedback is worth a retraining run (env: PROMO_RETRAIN_MIN_ROWS, PROMO_RETRAIN_EVERY_DAYS)."""
+
+    min_new_rows: int = 1000
+    every_days: float = 7.0  # with any new feedback at all, retrain at least this often
+
+    @classmethod
+    def from_env(cls) -> "RetrainPolicy":
+        return cls(
+            min_new_rows=int(os.environ.get("PROMO_RETRAIN_MIN_ROWS", cls.min_new_rows)),
+            every_days=float(os.environ.get("PROMO_RETRAIN_EVERY_DAYS", cls.every_days)),
+        )
+
+
+def decide_retrain(
+    state: RetrainState, new_loads: list[tuple[int, int]], features_storage_id: int, now: float, policy: RetrainPolicy
+) -> tuple[RetrainState, str | None]:
+    """Pure decision: `new_loads` are (storage id, rows loaded) of feedback materializations after the cursor;
+    `features_storage_id` is the latest materialization of the training examples. Returns the new state and
+    None to request a run, or the reason for skipping."""
+    if new_loads:
+        state = RetrainState(
+            feedback_storage_id=max(i for i, _ in new_loads),
+            pending_rows=state.pending_rows + sum(n for _, n in new_loads),
+            pending_loads=state.pending_loads + len(new_loads),
+            last_request_at=state.last_request_at,
+        )
+    if state.pending_rows == 0:
+        return state, "no new feedback since the last retraining request"
+    if features_storage_id < state.feedback_storage_id:
+        return state, (
+            f"{state.pending_rows} new feedback rows, but the training examples were not rebuilt since the last "
+            "feedback load: waiting for the features job so the labels include them"
+        )
+    due = state.last_request_at == 0.0 or now - state.last_request_at >= policy.every_days * 86_400
+    if state.pending_rows < policy.min_new_rows and not due:
+        return state, (
+            f"{state.pending_rows} new feedback rows from {state.pending_loads} load(s) < {policy.min_new_rows} "
+            f"(PROMO_RETRAIN_MIN_ROWS), and the last retraining was less than {policy.every_days:g} days ago"
+        )
+    return RetrainState(state.feedback_storage_id, 0, 0, now), None
+
+
+@dg.sensor(
+    name="retrain_sensor",
+    job=retraining_job(),
+    minimum_interval_seconds=300,
+    description="Counts the feedback rows loaded (from the event log, never the warehouse) and, once the "
+    "training examples include them, asks for a retraining run when enough arrived or a week has passed.",
+)
+def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    state = RetrainState.parse(context.cursor)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=FEEDBACK_KEY, after_storage_id=state.feedback_storage_id),
+        limit=10_000,
+        ascending=True,
+    ).records
+    loads = []
+    for record in records:
+        rows = record.asset_materialization.metadata.get("rows_loaded") if record.asset_materialization else None
+        loads.append((record.storage_id, int(rows.value) if rows is not None else 0))
+    features = context.instance.fetch_materializations(TRAINING_EXAMPLES_KEY, limit=1).records
+    features_id = features[0].storage_id if features else 0
+    now = datetime.now(UTC).timestamp()
+    new_state, skip = decide_retrain(state, loads, features_id, now, RetrainPolicy.from_env())
+    if skip:
+        return dg.SensorResult(skip_reason=skip, cursor=new_state.dump())
+    rows = state.pending_rows + sum(n for _, n in loads)
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"retrain-after-{new_state.feedback_storage_id}",
+                tags={"promoloop/trigger": f"{rows} new feedback rows"},
+            )
+        ],
+        cursor=new_state.dump(),
+    )
+
+
 def all_sensors() -> list[dg.SensorDefinition]:
     return [
         landing_sensor("events", ingest_events_job()),
         landing_sensor("feedback", ingest_feedback_job()),
         features_after_events_sensor,
+        retrain_sensor,
     ]
