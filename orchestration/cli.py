@@ -47,15 +47,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.demo import DemoOptions, run_demo
 
-    options = DemoOptions(
-        n_users=args.users,
-        n_products=args.products,
-        history_days=args.history_days,
-        loop_days=args.days,
-        seed=args.seed,
-        fresh=not args.keep,
-    )
-    return run_demo(paths(), options)
+    given = {"n_users": args.users, "n_products": args.products, "history_days": args.history_days,
+             "loop_days": args.days, "seed": args.seed}
+    options = DemoOptions(**{k: v for k, v in given.items() if v is not None}, fresh=not args.keep)
+    run_demo(paths(), options)
+    return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -118,11 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("demo", help="simulate a shop and run the platform on it end to end, in-process")
-    p.add_argument("--users", type=int, default=5000)
-    p.add_argument("--products", type=int, default=500)
-    p.add_argument("--history-days", type=int, default=30)
-    p.add_argument("--days", type=int, default=4, help="closed-loop days after the history: plan, respond, learn")
-    p.add_argument("--seed", type=int, default=7)
+    # Defaults live in orchestration.demo.DemoOptions (5,000 users, 500 products, 30 + 14 days, seed 7).
+    p.add_argument("--users", type=int)
+    p.add_argument("--products", type=int)
+    p.add_argument("--history-days", type=int)
+    p.add_argument("--days", type=int, help="closed-loop days after the history: plan, respond, learn (14)")
+    p.add_argument("--seed", type=int)
     p.add_argument("--keep", action="store_true", help="keep an existing home instead of starting fresh")
     p.set_defaults(func=cmd_demo)
 

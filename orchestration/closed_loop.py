@@ -48,7 +48,7 @@ class Scorecard:
 
 
 def compare_policies_on_day(paths: PromoPaths, shop, day: date, budget: float, channel_quota: dict[str, int],
-                            holdout_share: float, seed: int) -> dict:
+                            seed: int) -> dict:
     """Value the day's exported sends and the reference policies with the shop's ground truth."""
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
@@ -61,13 +61,17 @@ def compare_policies_on_day(paths: PromoPaths, shop, day: date, budget: float, c
                 where decision_date = DATE '{day}' and action = 'send'"""
         ).pl()
         activity = con.sql("select user_id, events_30d as activity from marts.fct_user_features").pl()
+        eligible = con.sql(
+            f"""select user_id from delivery.decisions where decision_date = DATE '{day}'
+                and not is_holdout and reason not like 'frequency cap%'"""
+        ).pl()["user_id"]
     finally:
         con.close()
     if actions.is_empty():
         return {"day": day}
     truth = shop.true_effect(actions.with_columns(pl.lit(day).alias("day")))
     valued = with_truth(actions, truth)
-    values = compare_day(valued, platform, budget=budget, channel_quota=channel_quota, holdout_share=holdout_share,
+    values = compare_day(valued, platform, budget=budget, channel_quota=channel_quota, eligible_users=eligible,
                          activity=activity, seed=seed)
     row: dict = {"day": day, "model": actions["model_version"][0]}
     for v in values:
@@ -127,7 +131,8 @@ def write_report(paths: PromoPaths, card: Scorecard, seconds: float) -> Path:
         "# Closed loop: what the platform's plans truly caused",
         "",
         f"{frame.height} days; values are the simulator's true expected incremental margin (net of channel "
-        f"cost) of each policy's sends on the platform's candidate set with the same budget. Demo time {seconds:.0f} s.",
+        f"cost) of each policy's sends on the platform's candidate set, for the users the platform could contact "
+        f"that day (not holdout, not frequency-capped), with the same budget. Demo time {seconds:.0f} s.",
         "",
         f"Last {min(7, frame.height)} days: platform {week.get('platform', 0):,.1f} = **{share['platform']:.1%} of the oracle** "
         f"({oracle:,.1f}); rule {rule:,.1f} ({share['rule']:.1%}), random {week.get('random', 0):,.1f} ({share['random']:.1%}); "

@@ -213,7 +213,8 @@ def load_landing(paths: PromoPaths, first: date, last: date, timer: StepTimer | 
     return defs
 
 
-def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
+def run_demo(paths: PromoPaths, options: DemoOptions) -> tuple[Scorecard, float]:
+    """Run the whole story; returns the closed-loop scorecard and the wall time in seconds."""
     started = time.perf_counter()
     timer = StepTimer()
     if options.fresh and paths.home.exists():
@@ -250,8 +251,7 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
         shop = Shop.load(paths.home)
         row = timer.run(
             f"{day}: value today's plan and the reference policies with the ground truth",
-            compare_policies_on_day, paths, shop, day, plan.budget, {"sms": plan.sms_quota}, plan.holdout_share,
-            options.seed + offset,
+            compare_policies_on_day, paths, shop, day, plan.budget, {"sms": plan.sms_quota}, options.seed + offset,
         )
         card.days.append(row)
         print("    true incremental margin: " + ", ".join(f"{p} {row.get(f'{p}_margin', 0):,.1f}" for p in POLICIES))
@@ -283,7 +283,7 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> int:
     for label, seconds in sorted(timer.rows, key=lambda r: -r[1])[:8]:
         print(f"  {seconds:7.1f} s  {label}")
     print(f"\nDagster UI: DAGSTER_HOME={paths.dagster_home} dagster dev -w workspace.yaml")
-    return 0
+    return card, time.perf_counter() - started
 
 
 def tick_landing_sensors(defs: dg.Definitions, instance: dg.DagsterInstance, cursors: dict[str, str | None]) -> int:

@@ -1,8 +1,9 @@
 """Reference policies for the closed-loop benchmark, judged by the simulator's ground truth.
 
 Each morning the platform scores and plans a day's action set (users x candidate offers x consented channel
-x send hour). On the same action set, with the same budget and channel quotas and without the global holdout,
-three reference policies choose too:
+x send hour). On the same action set, for the same users (those the platform could contact today: not in the
+global holdout, not frequency-capped by the sends so far), with the same budget and channel quotas, three
+reference policies choose too:
 
 - **oracle**: knows every action's true expected incremental margin and offer cost and solves the same
   budgeted allocation the platform uses (`ml.delivery.allocation.allocate`) on them: the best any policy can
@@ -13,7 +14,7 @@ three reference policies choose too:
   closest to 10 % off (push first, then email, then SMS; the default hour), until the budget is spent.
 
 Every policy, the platform's included, is valued by `Shop.true_effect` on the actions it chose: expected
-incremental margin (net of the channel's cost) and expected offer cost. Counterfactual policies do not change
+incremental margin (net of the channel's cost, as the simulator computes it) and expected offer cost. Counterfactual policies do not change
 the shop's state (fatigue, recent views): the world follows the platform's own sends. Budget is metered with
 the true expected offer cost for the reference policies (the oracle needs it; random and rule use it only
 as their spending meter); the platform's plan spends by its own estimates and its true spend is reported.
@@ -27,8 +28,7 @@ import numpy as np
 import polars as pl
 
 from ml.delivery.allocation import AllocationConfig, CandidateSet, allocate
-from ml.delivery.planner import CHANNEL_COST, CHANNELS
-from ml.delivery.policy import holdout_mask
+from ml.delivery.planner import CHANNELS
 
 POLICIES = ("platform", "oracle", "random", "rule")
 ACTION_KEY = ("user_id", "product_id", "offer_id", "channel", "send_hour")
@@ -45,24 +45,18 @@ class PolicyValue:
 
 
 def with_truth(actions: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
-    """Attach `Shop.true_effect` columns (computed on `actions`, same row order) and the net value."""
-    channel_cost = pl.col("channel").replace_strict(CHANNEL_COST, default=0.0, return_dtype=pl.Float64)
+    """Attach `Shop.true_effect` columns (computed on `actions`, same row order): `true_value` is the true
+    expected incremental margin, already net of the channel's cost."""
     return actions.with_columns(
-        truth["expected_incremental_margin"].alias("true_margin"),
+        truth["expected_incremental_margin"].alias("true_value"),
         truth["uplift"].alias("true_uplift"),
         truth["offer_cost"].alias("true_cost"),
-    ).with_columns((pl.col("true_margin") - channel_cost).alias("true_value"))
+    )
 
 
-def _eligible(actions: pl.DataFrame, holdout_share: float) -> pl.DataFrame:
-    users = actions["user_id"].unique(maintain_order=True)
-    held = set(users.filter(pl.Series(holdout_mask(users.to_list(), holdout_share))).to_list())
-    return actions.filter(~pl.col("user_id").is_in(list(held)))
-
-
-def oracle_plan(actions: pl.DataFrame, budget: float, channel_quota: dict[str, int], holdout_share: float) -> pl.DataFrame:
+def oracle_plan(actions: pl.DataFrame, budget: float, channel_quota: dict[str, int]) -> pl.DataFrame:
     """The best plan under the budget and quotas, knowing the truth (rows of `actions` chosen)."""
-    frame = _eligible(actions, holdout_share).sort("user_id").with_row_index("_row")
+    frame = actions.sort("user_id").with_row_index("_row")
     if frame.is_empty():
         return frame.drop("_row")
     user_index = frame["user_id"].rle_id().to_numpy()
@@ -95,9 +89,9 @@ def _fill_budget(ordered: pl.DataFrame, budget: float, channel_quota: dict[str, 
     return ordered[keep]
 
 
-def random_plan(actions: pl.DataFrame, budget: float, channel_quota: dict[str, int], holdout_share: float, seed: int) -> pl.DataFrame:
+def random_plan(actions: pl.DataFrame, budget: float, channel_quota: dict[str, int], seed: int) -> pl.DataFrame:
     """A uniformly random action per user, users in random order, until the budget is spent."""
-    frame = _eligible(actions, holdout_share)
+    frame = actions
     rng = np.random.default_rng(seed)
     picked = frame.with_columns(pl.Series("_r", rng.random(frame.height))).sort("_r").unique("user_id", keep="first")
     users = picked.sample(fraction=1.0, shuffle=True, seed=seed)
@@ -108,7 +102,6 @@ def rule_plan(
     actions: pl.DataFrame,
     budget: float,
     channel_quota: dict[str, int],
-    holdout_share: float,
     activity: pl.DataFrame,
     default_hour: int = 12,
 ) -> pl.DataFrame:
@@ -116,7 +109,7 @@ def rule_plan(
 
     `activity`: user_id, activity (e.g. events in the last 30 days). Candidates whose source is not a recent
     view fall back to the user's first candidate product."""
-    frame = _eligible(actions, holdout_share)
+    frame = actions
     recent = pl.col("candidate_source").str.contains("view") if "candidate_source" in frame.columns else pl.lit(True)
     ranked = (
         frame.with_columns(
@@ -149,18 +142,20 @@ def compare_day(
     *,
     budget: float,
     channel_quota: dict[str, int],
-    holdout_share: float,
+    eligible_users: pl.Series,
     activity: pl.DataFrame,
     seed: int,
 ) -> list[PolicyValue]:
     """The platform's sends and the three reference policies on one day's action set (with truth columns
-    from `with_truth`). `platform_sends`: the exported deliveries' ACTION_KEY columns."""
+    from `with_truth`). `platform_sends`: the day's sends (ACTION_KEY columns); `eligible_users`: the users
+    the platform could contact today, to whom the reference policies are held too."""
     platform = platform_sends.select(ACTION_KEY).join(actions, on=list(ACTION_KEY), how="left")
     if platform["true_value"].null_count():
         raise ValueError(f"{platform['true_value'].null_count()} platform sends are not in the day's action set")
+    open_actions = actions.filter(pl.col("user_id").is_in(eligible_users.implode()))
     return [
         value_of("platform", platform),
-        value_of("oracle", oracle_plan(actions, budget, channel_quota, holdout_share)),
-        value_of("random", random_plan(actions, budget, channel_quota, holdout_share, seed)),
-        value_of("rule", rule_plan(actions, budget, channel_quota, holdout_share, activity)),
+        value_of("oracle", oracle_plan(open_actions, budget, channel_quota)),
+        value_of("random", random_plan(open_actions, budget, channel_quota, seed)),
+        value_of("rule", rule_plan(open_actions, budget, channel_quota, activity)),
     ]

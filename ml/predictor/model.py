@@ -122,12 +122,16 @@ class EffectPredictor(nn.Module):
         self.effect_head[-1].bias[0] = logit(p_convert_send) - logit(p_convert_none)
         self.effect_head[-1].bias[1] = logit(p_click)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The user x product context (features and behaviour sequence), shared by all actions on it."""
         parts = [batch["numeric"]]  # (B, Fn)
         parts += [emb(batch["categorical"][:, j]) for j, emb in enumerate(self.context_embeddings)]  # (B, cat_dim)
         if self.sequence is not None:
             parts.append(self.sequence(batch))  # (B, 2d)
-        h = self.context_mlp(torch.cat([p.to(parts[-1].dtype) for p in parts], dim=-1))  # (B, H)
+        return self.context_mlp(torch.cat([p.to(parts[-1].dtype) for p in parts], dim=-1))  # (B, H)
+
+    def heads(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits for the actions in `batch` (offer, channel, send hour) on contexts `h` (B, H)."""
         action = [batch["action_numeric"].to(h.dtype)]
         action += [emb(batch["action_categorical"][:, j]).to(h.dtype) for j, emb in enumerate(self.action_embeddings)]
         effect = self.effect_head(torch.cat([h, *action], dim=-1)).float()  # (B, 2)
@@ -138,6 +142,9 @@ class EffectPredictor(nn.Module):
             "convert_send": base + effect[:, 0],
             "click": effect[:, 1],
         }
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.heads(self.context(batch), batch)
 
 
 def effect_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -42,17 +42,32 @@ class Predictor:
         return self.encoder.spec
 
     @torch.no_grad()
-    def predict_encoded(self, data: EncodedFrame, batch_size: int = 16384) -> dict[str, np.ndarray]:
-        """Probabilities for every row: click, convert_send, convert_none, uplift (send − none)."""
+    def predict_encoded(
+        self, data: EncodedFrame, batch_size: int = 16384, context_of: torch.Tensor | None = None
+    ) -> dict[str, np.ndarray]:
+        """Probabilities for every row: click, convert_send, convert_none, uplift (send − none).
+
+        `context_of` (N,): for each row, the first row with the same user x product context. The context
+        (sequence Transformer and feature MLP, most of the cost) is then computed once per distinct context
+        and shared by the actions on it (channels x send hours x offers)."""
         self.model.eval()
         dtype = autocast_dtype(self.device)
-        chunks: dict[str, list[torch.Tensor]] = {"click": [], "convert_send": [], "convert_none": []}
         n = len(data)
+        if context_of is None:
+            context_of = torch.arange(n)
+        owners, inverse = torch.unique(context_of, return_inverse=True)  # (U,), (N,)
+        contexts = []
+        for start in range(0, len(owners), batch_size):
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in data.take(owners[start : start + batch_size]).items()}
+            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                contexts.append(self.model.context(batch))
+        h_all = torch.cat(contexts) if contexts else torch.zeros(0, self.model.cfg.head_hidden, device=self.device)
+        chunks: dict[str, list[torch.Tensor]] = {"click": [], "convert_send": [], "convert_none": []}
         for start in range(0, n, batch_size):
             index = torch.arange(start, min(start + batch_size, n))
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in data.take(index).items()}
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in data.take(index).items() if k.startswith("action_")}
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                out = self.model(batch)
+                out = self.model.heads(h_all[inverse[index].to(self.device)], batch)
             for key in chunks:
                 chunks[key].append(torch.sigmoid(out[key].float()).cpu())
         probs = {k: (torch.cat(v).numpy() if v else np.zeros(0, np.float32)) for k, v in chunks.items()}
@@ -63,7 +78,7 @@ class Predictor:
         """`df` plus p_click, p_convert_send, p_convert_none, uplift and (when price, depth and margin
         rate columns exist) expected_incremental_margin."""
         data = self.encoder.transform(df, with_labels=False)
-        probs = self.predict_encoded(data, batch_size)
+        probs = self.predict_encoded(data, batch_size, context_rows(df))
         out = df.with_columns(
             pl.Series("p_click", probs["click"]),
             pl.Series("p_convert_send", probs["convert_send"]),
@@ -81,6 +96,22 @@ class Predictor:
             )
             out = out.with_columns(pl.Series("expected_incremental_margin", margin.numpy()))
         return out
+
+
+CONTEXT_KEY = ("user_id", "product_id", "as_of_date")
+
+
+def context_rows(df: pl.DataFrame) -> torch.Tensor | None:
+    """For each row, the first row with the same (user, product, as-of date): the point-in-time features
+    and sequence are a function of that key, and only the action (offer, channel, hour) varies within it.
+    None when the frame lacks the key (every row is then its own context)."""
+    if not all(c in df.columns for c in CONTEXT_KEY):
+        return None
+    first = (
+        df.select(CONTEXT_KEY).with_row_index("_row").group_by(CONTEXT_KEY).agg(pl.col("_row").min().alias("_first"))
+    )
+    owner = df.select(CONTEXT_KEY).join(first, on=list(CONTEXT_KEY), how="left", nulls_equal=True, maintain_order="left")
+    return torch.from_numpy(owner["_first"].to_numpy().astype(np.int64))
 
 
 def save_predictor(folder: Path, model: EffectPredictor, encoder: FeatureEncoder) -> Path:
