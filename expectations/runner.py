@@ -84,7 +84,6 @@ def _fill(value: Any, params: dict[str, Any]) -> Any:
 def _context():
     """One ephemeral GX context per process (creating one costs ~100 ms; importing GX, seconds)."""
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -146,9 +145,9 @@ def read_frame(con: duckdb.DuckDBPyConnection, table: str, where: str | None = N
     # DuckDB's HUGEINT (e.g. sum() of integers) arrives as decimal128: pandas would hold Python Decimal
     # objects, which GX converts one by one with an inspect.stack() each (minutes inside a deep Dagster
     # stack). Numbers as float64 validate the same and fast.
-    for i, field in enumerate(arrow.schema):
-        if pa.types.is_decimal(field.type):
-            arrow = arrow.set_column(i, field.name, arrow.column(i).cast(pa.float64()))
+    for i, column in enumerate(arrow.schema):
+        if pa.types.is_decimal(column.type):
+            arrow = arrow.set_column(i, column.name, arrow.column(i).cast(pa.float64()))
     frame = arrow.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}.get)
     for column, dtype in frame.dtypes.items():
         if pd.api.types.is_datetime64_any_dtype(dtype):
