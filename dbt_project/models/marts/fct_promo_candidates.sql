@@ -107,8 +107,10 @@ offers as (
 ),
 
 candidates as (
-    -- Each product is paired with two offers, rotated by a hash of (user, product, day) so every offer type
-    -- is tried over time; the predictor then decides which, if any, is worth sending.
+    -- Each product is paired with two of the offers that cover it (scope: the whole shop, its category or
+    -- the product itself), rotated by a hash of (user, product, day) so every offer type is tried over
+    -- time; the predictor then decides which, if any, is worth sending. An offer whose scope excludes the
+    -- product would promise a discount the checkout refuses.
     select *
     from (
         select
@@ -118,7 +120,11 @@ candidates as (
                 order by hash(r.user_id || r.product_id || offers.offer_id || cast(as_of.as_of_date as varchar))
             ) as offer_rank
         from ranked_products as r
-        cross join offers
+        inner join {{ ref('stg_products') }} as products on products.product_id = r.product_id
+        inner join offers
+            on offers.scope = 'all'
+            or (offers.scope = 'category' and offers.scope_value = products.category)
+            or (offers.scope = 'product' and offers.scope_value = products.product_id)
         cross join as_of
         where r.product_rank <= {{ var('max_candidates_per_user') }} // 2
     )
