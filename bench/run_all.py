@@ -21,6 +21,7 @@ BENCHMARKS = (
     "hillstrom_uplift",
     "predictor_throughput",
     "generator",
+    "closed_loop",
 )
 
 
