@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from orchestration.dbt import dbt_executable, dbt_project
-from orchestration.defs import features, ingest, quality, scoring, training
+from orchestration.defs import copywriting, features, ingest, quality, scoring, training
 from orchestration.defs.jobs import all_jobs
 from orchestration.defs.schedules import daily_scoring_schedule
 from orchestration.defs.sensors import all_sensors
@@ -21,6 +21,7 @@ def build_definitions() -> dg.Definitions:
             features.decision_log,
             *scoring.scoring_assets,
             *training.training_assets,
+            *copywriting.copywriting_assets,
         ],
         asset_checks=[*quality.quality_checks, *scoring.output_checks],
         jobs=all_jobs(),

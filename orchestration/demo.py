@@ -208,6 +208,7 @@ def load_landing(paths: PromoPaths, first: date, last: date, timer: StepTimer | 
         partition_range=(str(first), str(last)),
     )
     timer.run("dbt build (features, tests as checks)", run_job, defs, instance, "features_job")
+    timer.run("train the copy generator", run_job, defs, instance, "copywriting_job")
     quarantined = quarantine_summary(paths)
     print("  quarantine: " + (", ".join(f"{t}.{r}={n:,}" for t, r, n in quarantined) or "nothing rejected"))
     return defs

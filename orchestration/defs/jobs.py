@@ -64,6 +64,15 @@ def retraining_job() -> dg.JobDefinition:
 
 
 @cache
+def copywriting_job() -> dg.JobDefinition:
+    return dg.define_asset_job(
+        "copywriting_job",
+        selection=dg.AssetSelection.assets("copy_generator"),
+        description="Train, check and publish the copy generator (the daily messages use the champion).",
+    )
+
+
+@cache
 def daily_scoring_job() -> dg.JobDefinition:
     return dg.define_asset_job(
         "daily_scoring_job",
@@ -81,5 +90,6 @@ def all_jobs() -> list:
         features_job(),
         training_job(),
         retraining_job(),
+        copywriting_job(),
         daily_scoring_job(),
     ]

@@ -20,13 +20,13 @@ from ml.delivery.planner import (
     plan_day,
     prior_scores,
 )
-from ml.delivery.templates import render_frame
 from orchestration.dbt import manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
 
 DECISIONS_KEY = dg.AssetKey(["delivery", "decision_log"])
+GENERATOR_NAME = "copy_generator"
 
 
 class PlanSettings(dg.Config):
@@ -70,6 +70,10 @@ def _replace_day(con: duckdb.DuckDBPyConnection, table: str, day: date, frame: p
     try:
         con.register("_frame", frame)
         con.execute(f"create table if not exists {table} as select * from _frame where false")
+        existing = {r[0] for r in con.execute(f"describe {table}").fetchall()}
+        for column, dtype, *_ in con.execute("describe _frame").fetchall():
+            if column not in existing:  # a column added by a newer version: earlier days keep nulls
+                con.execute(f'alter table {table} add column "{column}" {dtype}')
         con.execute(f"delete from {table} where {date_column} = ?", [day])
         con.execute(f"insert into {table} by name select * from _frame")
         con.unregister("_frame")
@@ -178,34 +182,66 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
 
 
 @dg.asset(
-    deps=[promo_plan],
+    deps=[promo_plan, dg.AssetKey("copy_generator")],
     partitions_def=daily_partitions(),
     group_name="scoring",
     pool="duckdb",
     kinds={"duckdb"},
-    description="The words of every planned send: slots filled from the offer and product records, "
-    "in the user's language, within the channel's length and with its opt-out line.",
+    description="The words of every planned send, by the champion copy generator (K candidates, fact "
+    "verifier, compliance rules, best passing one or a safe template) or, before one is trained, safe "
+    "templates: slots filled from the offer and product records, in the user's language, within the "
+    "channel's length and with its opt-out line.",
 )
 def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.MaterializeResult:
+    from ml.generator.messages import write_messages
+
     day = date.fromisoformat(context.partition_key)
+    generator, version = champion_generator(promo)
     with promo.connect() as con:
         sends = con.sql(
-            f"""select d.decision_id, d.decision_date, d.channel, u.locale, p.title, o.offer_type, o.offer_value,
-                       o.min_spend
+            f"""select d.decision_id, d.decision_date, d.channel, d.send_at, d.product_id, u.locale,
+                       p.title, p.brand, p.category, p.price, o.offer_id, o.offer_type, o.offer_value, o.min_spend,
+                       o.valid_to, split_part(d.reason, ':', 1) as candidate_source,
+                       date_diff('day', cast(u.signup_at as date), d.decision_date) as tenure_days,
+                       f.recency_days, f.monetary_90d as revenue_90d
                 from delivery.decisions d
                 join marts.dim_users u using (user_id)
                 join marts.dim_products p using (product_id)
                 join staging.stg_offers o using (offer_id)
+                left join marts.fct_user_features f using (user_id)
                 where d.decision_date = DATE '{day}' and d.action = 'send'
                 order by d.decision_id"""
         ).pl()
-        messages = sends.select("decision_id", "decision_date", "channel", "locale").with_columns(
-            render_frame(sends), pl.lit("safe_template").alias("message_source")
-        )
+    written = write_messages(sends, generator, version, seed=day.toordinal())
+    messages = sends.select("decision_id", "decision_date", "channel", "locale").join(
+        written, on="decision_id", how="left", maintain_order="left"
+    )
+    with promo.connect() as con:
         _replace_day(con, "delivery.messages", day, messages, "decision_date")
-    return dg.MaterializeResult(metadata={"messages": messages.height, "preview": dg.MetadataValue.md(
-        "\n".join(f"- [{r['channel']}/{r['locale']}] {r['message']}" for r in messages.head(6).iter_rows(named=True))
-    )})
+    by_source = messages.group_by("message_source").len().rows() if messages.height else []
+    return dg.MaterializeResult(metadata={
+        "messages": messages.height,
+        "generator": version or "none (safe templates)",
+        "by_source": dg.MetadataValue.json(dict(by_source)),
+        "fallback_share": round(float(messages["used_fallback"].mean() or 0.0), 4) if messages.height else 0.0,
+        "compliance_pass_rate": round(float(messages["compliance_passed"].mean() or 0.0), 4) if messages.height else 1.0,
+        "preview": dg.MetadataValue.md("\n".join(
+            f"- [{r['channel']}/{r['locale']}] {r['message']}"
+            for r in messages.group_by("channel", "locale").head(2).iter_rows(named=True)
+        )),
+    })
+
+
+def champion_generator(promo: PromoHome):
+    """The champion copy generator and its version, or (None, "") before one is trained."""
+    from ml.generator.generate import CopyGenerator
+    from ml.registry import Registry
+
+    registry = Registry(promo.paths.artifacts)
+    version = registry.champion_version(GENERATOR_NAME)
+    if version is None:
+        return None, ""
+    return CopyGenerator.load(registry.get(GENERATOR_NAME, version).path), version
 
 
 @dg.asset(

@@ -82,7 +82,7 @@ class RetrainState:
 class RetrainPolicy:
     """When new feedback is worth a retraining run (env: PROMO_RETRAIN_MIN_ROWS, PROMO_RETRAIN_EVERY_DAYS)."""
 
-    min_new_rows: int = 1000
+    min_new_rows: int = 3000
     every_days: float = 7.0  # with any new feedback at all, retrain at least this often
 
     @classmethod
