@@ -52,6 +52,14 @@ def test_threshold_accumulates_across_loads_and_cadence_forces_a_run() -> None:
     assert skip is None  # a week later, any new feedback is enough
 
 
+def test_before_a_first_champion_any_new_feedback_asks_for_a_run() -> None:
+    state = RetrainState(feedback_storage_id=1, last_request_at=1e9)
+    _, skip = decide_retrain(state, [(2, 50)], 3, 1e9 + 60, RetrainPolicy(min_new_rows=1000), has_champion=False)
+    assert skip is None
+    _, skip = decide_retrain(state, [(2, 50)], 3, 1e9 + 60, RetrainPolicy(min_new_rows=1000), has_champion=True)
+    assert skip and "50 new feedback rows" in skip
+
+
 def test_sensor_reads_the_event_log_and_requests_one_run(monkeypatch) -> None:
     monkeypatch.setenv("PROMO_RETRAIN_MIN_ROWS", "1000")
     with dg.instance_for_test() as instance:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from ml.registry import Registry
 from orchestration.defs.jobs import features_job, ingest_events_job, ingest_feedback_job, retraining_job
 from orchestration.landing_watch import scan_landing
 from orchestration.partitions import daily_partitions
@@ -17,6 +18,7 @@ from orchestration.settings import paths
 
 FEEDBACK_KEY = dg.AssetKey(["raw", "feedback"])
 TRAINING_EXAMPLES_KEY = dg.AssetKey(["marts", "fct_training_examples"])
+PREDICTOR = "effect_predictor"  # ml.predictor.predict.MODEL_NAME, without importing torch into the sensor
 
 
 def landing_sensor(table: str, job) -> dg.SensorDefinition:
@@ -94,11 +96,18 @@ class RetrainPolicy:
 
 
 def decide_retrain(
-    state: RetrainState, new_loads: list[tuple[int, int]], features_storage_id: int, now: float, policy: RetrainPolicy
+    state: RetrainState,
+    new_loads: list[tuple[int, int]],
+    features_storage_id: int,
+    now: float,
+    policy: RetrainPolicy,
+    has_champion: bool = True,
 ) -> tuple[RetrainState, str | None]:
     """Pure decision: `new_loads` are (storage id, rows loaded) of feedback materializations after the cursor;
-    `features_storage_id` is the latest materialization of the training examples. Returns the new state and
-    None to request a run, or the reason for skipping."""
+    `features_storage_id` is the latest materialization of the training examples. Until a first model is
+    champion, any new feedback asks for a run (the asset itself waits for enough labelled rows), so the first
+    model serves as soon as the data allow. Returns the new state and None to request a run, or the reason
+    for skipping."""
     if new_loads:
         state = RetrainState(
             feedback_storage_id=max(i for i, _ in new_loads),
@@ -113,7 +122,7 @@ def decide_retrain(
             f"{state.pending_rows} new feedback rows, but the training examples were not rebuilt since the last "
             "feedback load: waiting for the features job so the labels include them"
         )
-    due = state.last_request_at == 0.0 or now - state.last_request_at >= policy.every_days * 86_400
+    due = not has_champion or now - state.last_request_at >= policy.every_days * 86_400
     if state.pending_rows < policy.min_new_rows and not due:
         return state, (
             f"{state.pending_rows} new feedback rows from {state.pending_loads} load(s) < {policy.min_new_rows} "
@@ -143,7 +152,8 @@ def retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     features = context.instance.fetch_materializations(TRAINING_EXAMPLES_KEY, limit=1).records
     features_id = features[0].storage_id if features else 0
     now = datetime.now(UTC).timestamp()
-    new_state, skip = decide_retrain(state, loads, features_id, now, RetrainPolicy.from_env())
+    has_champion = Registry(paths().artifacts).champion_version(PREDICTOR) is not None  # a file, not the warehouse
+    new_state, skip = decide_retrain(state, loads, features_id, now, RetrainPolicy.from_env(), has_champion)
     if skip:
         return dg.SensorResult(skip_reason=skip, cursor=new_state.dump())
     rows = state.pending_rows + sum(n for _, n in loads)
