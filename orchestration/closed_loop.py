@@ -54,7 +54,8 @@ def compare_policies_on_day(paths: PromoPaths, shop, day: date, budget: float, c
     try:
         actions = con.sql(
             f"""select user_id, product_id, offer_id, channel, send_hour, candidate_source, o_depth, model_version
-                from delivery.scores where decision_date = DATE '{day}'"""
+                from delivery.scores where decision_date = DATE '{day}'
+                order by user_id, product_id, offer_id, channel, send_hour"""
         ).pl()
         platform = con.sql(
             f"""select user_id, product_id, offer_id, channel, send_hour from delivery.decisions

@@ -56,7 +56,7 @@ def with_truth(actions: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
 
 def oracle_plan(actions: pl.DataFrame, budget: float, channel_quota: dict[str, int]) -> pl.DataFrame:
     """The best plan under the budget and quotas, knowing the truth (rows of `actions` chosen)."""
-    frame = actions.sort("user_id").with_row_index("_row")
+    frame = actions.sort(list(ACTION_KEY)).with_row_index("_row")
     if frame.is_empty():
         return frame.drop("_row")
     user_index = frame["user_id"].rle_id().to_numpy()
@@ -93,7 +93,12 @@ def random_plan(actions: pl.DataFrame, budget: float, channel_quota: dict[str, i
     """A uniformly random action per user, users in random order, until the budget is spent."""
     frame = actions
     rng = np.random.default_rng(seed)
-    picked = frame.with_columns(pl.Series("_r", rng.random(frame.height))).sort("_r").unique("user_id", keep="first")
+    picked = (
+        frame.sort(list(ACTION_KEY))
+        .with_columns(pl.Series("_r", rng.random(frame.height)))
+        .sort("_r")
+        .unique("user_id", keep="first", maintain_order=True)
+    )
     users = picked.sample(fraction=1.0, shuffle=True, seed=seed)
     return _fill_budget(users.drop("_r"), budget, channel_quota)
 
