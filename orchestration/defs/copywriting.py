@@ -19,8 +19,8 @@ class GeneratorTraining(dg.Config):
     """Defaults train on a 2-core CPU in about a minute (grammar corpus only); on a GPU raise max_steps and
     enable AdvertiseGen."""
 
-    max_steps: int = 150
-    n_grammar: int = 12_000
+    max_steps: int = 300
+    n_grammar: int = 20_000
     batch_size: int = 32
     use_advertisegen: bool = False
     eval_messages: int = 500
