@@ -21,8 +21,9 @@ user_activity as (
         coalesce(sum(a.revenue), 0) as u_revenue_90d,
         coalesce(sum(a.purchased_price_sum) / nullif(sum(a.n_purchases), 0), 0) as u_avg_price_90d,
         max(a.event_date) as last_active_date,
-        mode(a.top_hour) as u_active_hour,
-        mode(a.top_platform) as u_preferred_platform
+        -- Ordered modes: a tie (two hours seen equally often) goes to the smallest on every run.
+        mode(a.top_hour order by a.top_hour) as u_active_hour,
+        mode(a.top_platform order by a.top_platform) as u_preferred_platform
     from user_cuts
     left join {{ ref('int_user_daily_activity') }} as a
         on a.user_id = user_cuts.user_id

@@ -26,7 +26,7 @@ daily as (
         -- The hour and platform of the day's last event: cheap (no holistic aggregate per user-day);
         -- the mode over days of these is the user's active hour and preferred platform.
         hour(max(event_at)) as top_hour,
-        arg_max(platform, event_at) as top_platform,
+        arg_max(platform, (event_at, platform)) as top_platform,  -- ties broken by name: reruns agree
         max(loaded_at) as loaded_at
     from events
     group by user_id, event_date

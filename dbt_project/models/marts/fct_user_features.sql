@@ -18,8 +18,8 @@ activity as (
         coalesce(sum(a.revenue) filter (where a.event_date >= as_of.as_of_date - 30), 0) as revenue_30d,
         sum(a.revenue) as revenue_90d,
         max(a.event_date) as last_active_date,
-        mode(a.top_hour) as active_hour_utc,
-        mode(a.top_platform) as preferred_platform
+        mode(a.top_hour order by a.top_hour) as active_hour_utc,  -- ordered: ties go to the smallest, every run
+        mode(a.top_platform order by a.top_platform) as preferred_platform
     from {{ ref('int_user_daily_activity') }} as a
     cross join as_of
     where a.event_date < as_of.as_of_date and a.event_date >= as_of.as_of_date - 90
@@ -29,7 +29,7 @@ activity as (
 categories as (
     select
         user_id,
-        arg_max(category, n_events) as top_category,
+        arg_max(category, (n_events, category)) as top_category,  -- ties broken by name: reruns agree
         max(n_events) / sum(n_events) as top_category_share
     from (
         select c.user_id, c.category, sum(c.n_events) as n_events
