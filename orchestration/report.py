@@ -1,5 +1,6 @@
 """`promoloop report`: what the daily plans did — per day sends by channel and offer type, expected spend
-against the budget, expected incremental margin, holdout and exploration — plus a spend-pacing plot."""
+against the budget, expected incremental conversions and margin, the allocator's optimality gap, holdout
+and exploration — plus a spend-pacing plot."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ from delivery.decisions d
 group by 1 order by 1
 """
 
+# One row per planned day (promo_plan writes it): the day's budget and how good the allocation provably is.
+PLANS_SQL = """
+select decision_date as day, round(budget, 2) as budget,
+       round(expected_incremental_conversions, 2) as expected_incr_conversions,
+       round(100 * optimality_gap, 5) as gap_percent, lp_bound_method as bound
+from delivery.plans {where}
+"""
+
 OFFER_SQL = """
 select d.decision_date as day, o.offer_type, count(*) as sends
 from delivery.decisions d join raw.offers o using (offer_id)
@@ -42,6 +51,12 @@ def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFra
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
         daily = con.sql(DAILY_SQL.format(where=where)).pl()
+        has_plans = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'delivery' and table_name = 'plans'"
+        ).fetchone()[0]
+        if has_plans:  # warehouses planned before delivery.plans existed have only the decisions
+            plans = con.sql(PLANS_SQL.format(where=where.replace("d.decision_date", "decision_date"))).pl()
+            daily = daily.join(plans, on="day", how="left")
         offers = con.sql(OFFER_SQL.format(and_where=f"and d.decision_date = DATE '{day}'" if day else "")).pl()
     finally:
         con.close()
@@ -55,8 +70,11 @@ def pacing_plot(daily: pl.DataFrame, budget: float | None, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.bar([str(d) for d in daily["day"]], daily["expected_spend"], label="expected spend")
-    if budget:
+    days = [str(d) for d in daily["day"]]
+    ax.bar(days, daily["expected_spend"], label="expected spend")
+    if "budget" in daily.columns and daily["budget"].null_count() < daily.height:
+        ax.step(days, daily["budget"], where="mid", color="black", linestyle="--", linewidth=1, label="day's budget")
+    elif budget:
         ax.axhline(budget, color="black", linestyle="--", linewidth=1, label="daily budget")
     ax.set_ylabel("money")
     ax.set_title("Spend pacing")

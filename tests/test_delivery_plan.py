@@ -32,7 +32,7 @@ def test_plan_respects_caps_holdout_budget_and_logs_exact_propensities() -> None
     # The best score of all is a capped user's: they must not be contacted anyway.
     scored = _scored(users, {("u0007", "push"): 50.0})
     recent = pl.DataFrame({"user_id": ["u0007"], "n_sends": [2]})
-    plan = plan_day(scored, DAY, cfg, "m1", recent)
+    plan = plan_day(scored, DAY, cfg, "m1", recent).decisions
     assert plan.height == len(users) and plan["decision_id"].is_unique().all()
     assert plan.filter(pl.col("user_id") == "u0007")["action"].item() == "none"
     sends = plan.filter(pl.col("action") == "send")
@@ -43,14 +43,14 @@ def test_plan_respects_caps_holdout_budget_and_logs_exact_propensities() -> None
     assert plan["propensity"].is_between(0, 1, closed="right").all()
     assert (plan["product_id"].is_not_null()).all()  # "nothing" rows log the counterfactual action
     # Same day, same seed: the same plan.
-    assert plan.equals(plan_day(scored, DAY, cfg, "m1", recent))
+    assert plan.equals(plan_day(scored, DAY, cfg, "m1", recent).decisions)
 
 
 def test_exploration_propensities_match_frequencies() -> None:
     users = [f"u{i:05d}" for i in range(3000)]
     cfg = PlanConfig(budget=1e9, epsilon=0.3, holdout_share=0.0, channel_quota={"sms": 10**6}, seed=5)
     scored = _scored(users, {(u, "sms"): 2.0 for u in users})  # greedy: sms for everyone
-    plan = plan_day(scored, DAY, cfg, "m1")
+    plan = plan_day(scored, DAY, cfg, "m1").decisions
     # Greedy is sms for everyone; exploration draws among {push, sms, nothing}: P(sms) = 0.7 + 0.3/3 = 0.8.
     freq = plan.group_by("action", "channel").len()
     sms = freq.filter((pl.col("action") == "send") & (pl.col("channel") == "sms"))["len"].item() / len(users)
@@ -60,3 +60,65 @@ def test_exploration_propensities_match_frequencies() -> None:
     push = plan.filter(pl.col("channel") == "push")
     assert push.height / len(users) == pytest.approx(0.1, abs=0.03)
     assert push["propensity"].unique().to_list() == [pytest.approx(0.1)]
+
+
+def test_plan_summary_certifies_the_allocation_against_the_lp_bound() -> None:
+    users = [f"u{i:04d}" for i in range(500)]
+    values = {(u, "push"): 0.5 + (i % 17) / 10 for i, u in enumerate(users)}
+    cfg = PlanConfig(budget=120.0, epsilon=0.1, holdout_share=0.05, channel_quota={"sms": 40}, seed=2)
+    plan = plan_day(_scored(users, values), DAY, cfg, "m1")
+    s = plan.summary
+    assert s.lp_bound_method == "highs_lp" and s.optimality_gap is not None
+    assert s.allocation_objective <= s.lp_bound + 1e-9 and 0.0 <= s.optimality_gap < 0.01
+    assert s.allocator_budget < cfg.budget  # the exploration reserve is held back
+    sends = plan.decisions.filter(pl.col("action") == "send")
+    assert s.sends == sends.height and s.expected_spend == pytest.approx(sends["expected_cost"].sum())
+    assert s.expected_spend <= cfg.budget and s.users == len(users)
+    assert s.expected_incremental_conversions == pytest.approx(sends["expected_uplift"].sum())
+
+    cold = plan_day(_scored(users, {}).with_columns(pl.lit(None, pl.Float64).alias("expected_margin")), DAY, cfg, None)
+    assert cold.summary.optimality_gap is None and cold.summary.lp_bound_method.startswith("none")
+    assert cold.summary.expected_margin is None and cold.summary.sends > 0
+
+
+def test_campaign_budget_is_paced_over_its_days_and_under_spend_carries_forward() -> None:
+    import duckdb
+
+    from orchestration.defs.scoring import PlanSettings, day_budget
+
+    con = duckdb.connect()
+    settings = PlanSettings(campaign_budget=1000.0, campaign_start="2026-11-01", campaign_end="2026-11-10")
+    assert day_budget(con, settings, date(2026, 11, 1)) == pytest.approx(100.0)  # no decisions table yet
+    con.execute("create schema delivery")
+    con.execute(
+        """create table delivery.decisions as select * from (values
+           (DATE '2026-11-01', 'send', 40.0), (DATE '2026-11-01', 'none', 99.0), (DATE '2026-11-02', 'send', 60.0),
+           (DATE '2026-10-31', 'send', 500.0)) t(decision_date, action, expected_cost)"""
+    )
+    # Days 1-2 spent 100 of their 200: day 3 gets (1000 - 100) / 8 days left.
+    assert day_budget(con, settings, date(2026, 11, 3)) == pytest.approx(900 / 8)
+    assert day_budget(con, settings, date(2026, 11, 11)) == 0.0  # outside the campaign nothing is spent
+    assert day_budget(con, PlanSettings(budget=250.0), date(2026, 11, 3)) == 250.0
+    with pytest.raises(ValueError, match="campaign_start and campaign_end"):
+        day_budget(con, PlanSettings(campaign_budget=10.0), date(2026, 11, 3))
+
+
+def test_gx_suite_of_the_plan_passes_a_real_plan_and_catches_planted_faults() -> None:
+    import duckdb
+
+    from expectations.runner import validate_table
+
+    users = [f"u{i:04d}" for i in range(200)]
+    plan = plan_day(_scored(users, {}), DAY, PlanConfig(budget=50.0, channel_quota={"sms": 10}), "m1").decisions
+    con = duckdb.connect()
+    con.execute("create schema delivery")
+    con.register("plan", plan)
+    con.execute("create table delivery.decisions as select * from plan")
+    ok = validate_table(con, "delivery_decisions", "delivery.decisions", params={"previous_rows_low": None, "previous_rows_high": None})
+    assert ok.success, ok.to_metadata()
+    con.execute("update delivery.decisions set propensity = 0 where user_id = 'u0003'")
+    con.execute("insert into delivery.decisions select * replace ('dup' as decision_id) from delivery.decisions where user_id = 'u0004'")
+    bad = validate_table(con, "delivery_decisions", "delivery.decisions", params={"previous_rows_low": None, "previous_rows_high": None})
+    failed = {(f.expectation, f.column) for f in bad.failed if f.severity == "error"}
+    assert ("expect_column_values_to_be_between", "propensity") in failed
+    assert ("expect_compound_columns_to_be_unique", None) in failed

@@ -145,7 +145,7 @@ def _logged_days(n_users: int, days: list[date], epsilon: float, seed: int, cold
         acts = _actions(n_users, day)
         actions[day] = acts
         scored = prior_scores(acts, cfg) if cold_start else score_actions(noisy, acts)
-        decisions = plan_day(scored, day, cfg, "logger")
+        decisions = plan_day(scored, day, cfg, "logger").decisions
         rows = decisions.join(acts.select("user_id", "product_id", "p_price", "p_margin_rate", "o_depth"),
                               on=["user_id", "product_id"], how="left")
         user = rows["user_id"].str.slice(1).cast(pl.Int64).to_numpy()

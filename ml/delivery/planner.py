@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
-from ml.delivery.policy import holdout_mask
+from ml.delivery.allocation import AllocationConfig, AllocationResult, CandidateSet, allocate
+from ml.delivery.policy import exploration_reserve, explore, holdout_mask
 
 CHANNELS = ("push", "sms", "email")
 # What one message costs the shop to send, before any discount (money).
@@ -39,6 +40,8 @@ class PlanConfig:
     cold_start_conversion_prior: float = 0.03
     seed: int = 7
     policy_version: str = "greedy-knapsack-eps-v1"
+    # Certify each plan: the LP relaxation bound (HiGHS, or the Lagrangian dual on large days) and the gap.
+    certify_gap: bool = True
 
 
 def utc_offsets(timezones: pl.Series, day: date) -> pl.DataFrame:
@@ -80,10 +83,16 @@ def expand_actions(candidates: pl.DataFrame, users: pl.DataFrame, day: date, cfg
         ]
     )
     day_start = datetime(day.year, day.month, day.day)
-    return actions.with_columns(
-        (pl.lit(day_start) + pl.duration(hours=pl.col("send_hour") - pl.col("utc_offset_h"))).alias("send_at"),
-        pl.col("send_hour").cast(pl.Int32),
-    ).drop("consent_push", "consent_sms", "consent_email")
+    # A fixed row order: the warehouse returns candidates in any order, and the scores (batched float
+    # arithmetic) and so the plan must not depend on it.
+    return (
+        actions.with_columns(
+            (pl.lit(day_start) + pl.duration(hours=pl.col("send_hour") - pl.col("utc_offset_h"))).alias("send_at"),
+            pl.col("send_hour").cast(pl.Int32),
+        )
+        .drop("consent_push", "consent_sms", "consent_email")
+        .sort("user_id", "product_id", "offer_id", "channel", "send_hour")
+    )
 
 
 def prior_scores(actions: pl.DataFrame, cfg: PlanConfig) -> pl.DataFrame:
@@ -100,6 +109,47 @@ def prior_scores(actions: pl.DataFrame, cfg: PlanConfig) -> pl.DataFrame:
         pl.lit(None, pl.Float64).alias("expected_margin"),
         (p * pl.col("o_depth") * pl.col("p_price")).alias("expected_cost"),
     )
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What a day's plan did and how good the allocation provably is (one row of `delivery.plans`).
+
+    The gap is the allocator's: its objective against the LP relaxation bound of the same problem (the
+    budget left after the exploration reserve, the quotas, caps and consent), before exploration changes
+    a share of the decisions. None without a trained model (uniform exploration allocates nothing)."""
+
+    decision_date: date
+    policy_version: str
+    model_version: str
+    users: int
+    actions: int
+    holdout_users: int
+    capped_users: int
+    sends: int
+    exploration_sends: int
+    budget: float
+    allocator_budget: float
+    epsilon: float
+    expected_spend: float
+    expected_margin: float | None
+    expected_incremental_conversions: float | None
+    allocation_objective: float | None
+    lp_bound: float | None
+    lp_bound_method: str
+    optimality_gap: float | None
+    lambda_budget: float | None
+    solve_seconds: float
+    bound_seconds: float
+
+    def as_row(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    decisions: pl.DataFrame  # DECISION_SCHEMA, one row per user
+    summary: PlanSummary
 
 
 DECISION_SCHEMA = {
@@ -132,16 +182,14 @@ def plan_day(
     cfg: PlanConfig,
     model_version: str | None,
     sends_last_6_days: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """One decision per user with candidates: send which action, or nothing, with its propensity.
+) -> DayPlan:
+    """One decision per user with candidates: send which action, or nothing, with its propensity, and the
+    plan's summary (spend, expected value, the allocator's certified optimality gap).
 
     `scored`: actions (user x product x offer x channel x send hour) with expected_margin / expected_cost
     (null expected_margin means no trained model: uniform exploration). `sends_last_6_days`: user_id, n_sends
     (frequency cap: with today's message at most `cap_per_7d` in 7 days).
     """
-    from ml.delivery.allocation import AllocationConfig, CandidateSet, allocate
-    from ml.delivery.policy import exploration_reserve, explore
-
     rng = np.random.default_rng([cfg.seed, day.toordinal()])
     frame = scored.sort("user_id", "product_id", "offer_id", "channel", "send_hour").with_row_index("action_idx")
     users = frame.group_by("user_id", maintain_order=True).agg(
@@ -160,6 +208,8 @@ def plan_day(
     cost = frame["expected_cost"].fill_null(0.0).to_numpy()
     cold_start = frame["expected_margin"].null_count() == frame.height
     greedy = np.full(n_users, -1, dtype=np.int64)  # action index per user, -1 = send nothing
+    allocation = None
+    epsilon = 0.0
     if cold_start:
         # Uniform exploration: each user gets a message with probability q, any eligible action alike.
         mean_cost = np.bincount(user_of_action, weights=cost, minlength=n_users) / np.maximum(n_actions, 1)
@@ -185,7 +235,9 @@ def plan_day(
             reserve = exploration_reserve(user_of_action, eligible, cost, n_users, epsilon)
         allocation = allocate(
             CandidateSet(user_of_action, value, cost, channel_code, n_users, len(CHANNELS), eligible=eligible),
-            AllocationConfig(budget=max(cfg.budget - reserve, 0.0), channel_quota=quota, compute_lp_bound=False, seed=cfg.seed),
+            AllocationConfig(
+                budget=max(cfg.budget - reserve, 0.0), channel_quota=quota, compute_lp_bound=cfg.certify_gap, seed=cfg.seed
+            ),
         )
         greedy = allocation.chosen[:, 0]
         headroom = {i: q - allocation.channel_counts[i] for i, q in quota.items()}
@@ -215,7 +267,7 @@ def plan_day(
             ),
         ),
     )
-    return pl.DataFrame(
+    decisions = pl.DataFrame(
         {
             "decision_id": [f"d{day:%Y%m%d}-{u}" for u in users["user_id"].to_list()],
             "decision_date": [day] * n_users,
@@ -243,3 +295,52 @@ def plan_day(
         },
         schema_overrides=DECISION_SCHEMA,
     ).select(list(DECISION_SCHEMA))
+    return DayPlan(decisions, _summarize(decisions, day, cfg, frame.height, capped, allocation, epsilon))
+
+
+def _summarize(
+    decisions: pl.DataFrame,
+    day: date,
+    cfg: PlanConfig,
+    n_actions: int,
+    capped: np.ndarray,
+    allocation: AllocationResult | None,
+    epsilon: float,
+) -> PlanSummary:
+    sends = decisions.filter(pl.col("action") == "send")
+    trained = allocation is not None
+
+    def total(column: str) -> float | None:
+        return float(sends[column].sum() or 0.0) if trained else None
+
+    bounded = trained and allocation.lp_bound_method != "none"
+    return PlanSummary(
+        decision_date=day,
+        policy_version=decisions["policy_version"][0] if decisions.height else cfg.policy_version,
+        model_version=decisions["model_version"][0] if decisions.height else "none",
+        users=decisions.height,
+        actions=n_actions,
+        holdout_users=int(decisions["is_holdout"].sum()),
+        capped_users=int(capped.sum()),
+        sends=sends.height,
+        exploration_sends=int(sends["is_exploration"].sum()),
+        budget=float(cfg.budget),
+        allocator_budget=float(allocation.budget) if trained else 0.0,
+        epsilon=float(epsilon),
+        expected_spend=float(sends["expected_cost"].sum() or 0.0),
+        expected_margin=total("expected_margin"),
+        expected_incremental_conversions=total("expected_uplift"),
+        allocation_objective=allocation.objective if trained else None,
+        lp_bound=allocation.lp_bound if bounded else None,
+        lp_bound_method=allocation.lp_bound_method if trained else "none (uniform exploration)",
+        optimality_gap=allocation.gap if bounded else None,
+        lambda_budget=allocation.lambda_budget if trained else None,
+        solve_seconds=allocation.solve_seconds if trained else 0.0,
+        bound_seconds=allocation.bound_seconds if trained else 0.0,
+    )
+
+
+def empty_plan(day: date, cfg: PlanConfig) -> DayPlan:
+    """The plan of a day without candidates: no decisions, an all-zero summary."""
+    decisions = pl.DataFrame(schema=DECISION_SCHEMA)
+    return DayPlan(decisions, _summarize(decisions, day, cfg, 0, np.zeros(0, dtype=bool), None, 0.0))

@@ -50,7 +50,7 @@ def deterministic_plan(
     scored: pl.DataFrame, day: date, cfg: PlanConfig, sends_last_6_days: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     """The plan a scorer implies without exploration (same budget, caps, holdout and quotas as serving)."""
-    return plan_day(scored, day, replace(cfg, epsilon=0.0), None, sends_last_6_days)
+    return plan_day(scored, day, replace(cfg, epsilon=0.0, certify_gap=False), None, sends_last_6_days).decisions
 
 
 def match_probability(logged: pl.DataFrame, plan: pl.DataFrame) -> np.ndarray:

@@ -17,6 +17,8 @@ CHECKED = {
     ("raw", "feedback"): ("raw_feedback", "raw.feedback", "feedback_date"),
     ("marts", "fct_user_features"): ("user_features", "marts.fct_user_features", None),
     ("marts", "fct_training_examples"): ("training_examples", "marts.fct_training_examples", None),
+    ("promo_plan",): ("delivery_decisions", "delivery.decisions", "decision_date"),
+    ("delivery_export",): ("delivery_exports", "delivery.exports", "export_date"),
 }
 
 

@@ -6,6 +6,7 @@ decision logic lives in `ml.delivery.planner`; this module reads and writes tabl
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -14,12 +15,13 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from ml.delivery.planner import (
     CHANNEL_COST,
-    DECISION_SCHEMA,
     PlanConfig,
+    empty_plan,
     expand_actions,
     plan_day,
     prior_scores,
 )
+from ml.delivery.policy import pace_budget
 from orchestration.dbt import manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
@@ -30,7 +32,12 @@ GENERATOR_NAME = "copy_generator"
 
 
 class PlanSettings(dg.Config):
-    """The marketer's knobs for a day's plan (defaults suit the demo shop)."""
+    """The marketer's knobs for a day's plan (defaults suit the demo shop).
+
+    `budget` is the daily budget. A campaign (`campaign_budget` with `campaign_start` and `campaign_end`,
+    ISO dates) replaces it: each day gets its share of what is left of the campaign over the days left
+    (`ml.delivery.policy.pace_budget`, optional Monday-first `weekday_weights`), so under-spend carries
+    forward; outside the campaign's dates the budget is 0."""
 
     budget: float = 300.0
     epsilon: float = 0.1
@@ -38,16 +45,52 @@ class PlanSettings(dg.Config):
     cap_per_7d: int = 2
     sms_quota: int = 200
     seed: int = 7
+    campaign_budget: float | None = None
+    campaign_start: str | None = None
+    campaign_end: str | None = None
+    weekday_weights: list[float] | None = None
 
-    def plan_config(self) -> PlanConfig:
+    def campaign(self) -> tuple[float, date, date] | None:
+        if self.campaign_budget is None:
+            return None
+        if not (self.campaign_start and self.campaign_end):
+            raise ValueError("a campaign_budget needs campaign_start and campaign_end (ISO dates, e.g. 2026-11-01)")
+        return self.campaign_budget, date.fromisoformat(self.campaign_start), date.fromisoformat(self.campaign_end)
+
+    def plan_config(self, budget: float | None = None) -> PlanConfig:
         return PlanConfig(
-            budget=self.budget,
+            budget=self.budget if budget is None else budget,
             epsilon=self.epsilon,
             holdout_share=self.holdout_share,
             cap_per_7d=self.cap_per_7d,
             channel_quota={"sms": self.sms_quota},
             seed=self.seed,
         )
+
+
+def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date) -> float:
+    """The day's budget: the fixed daily one, or the campaign's paced share given what earlier days of the
+    campaign planned to spend (expected cost of their sends)."""
+    campaign = settings.campaign()
+    if campaign is None:
+        return settings.budget
+    total, start, end = campaign
+    if not start <= day <= end:
+        return 0.0
+    spent = 0.0
+    if _table_exists(con, "delivery", "decisions"):
+        spent = con.execute(
+            """select coalesce(sum(expected_cost), 0) from delivery.decisions
+               where action = 'send' and decision_date >= ? and decision_date < ?""",
+            [start, day],
+        ).fetchone()[0]
+    return pace_budget(total, start, end, day, float(spent), settings.weekday_weights)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+    ).fetchone()[0])
 
 
 @dbt_assets(
@@ -152,33 +195,52 @@ def promo_scores(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Mate
 )
 def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: PlanSettings) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
-    cfg = config.plan_config()
     with promo.connect() as con:
-        scored = con.sql(f"select * from delivery.scores where decision_date = DATE '{day}'").pl()
+        cfg = config.plan_config(day_budget(con, config, day))
+        scored = con.sql(
+            f"select * from delivery.scores where decision_date = DATE '{day}' "
+            "order by user_id, product_id, offer_id, channel, send_hour"
+        ).pl()
         recent = con.sql(
             f"""select user_id, count(*)::int as n_sends from delivery.decisions
                 where action = 'send' and decision_date between DATE '{day - timedelta(days=6)}' and DATE '{day - timedelta(days=1)}'
                 group by user_id"""
         ).pl()
         model_version = scored["model_version"][0] if scored.height else "none"
-        decisions = plan_day(scored, day, cfg, model_version, recent) if scored.height else pl.DataFrame(schema=DECISION_SCHEMA)
-        _replace_day(con, "delivery.decisions", day, decisions, "decision_date")
-    sends = decisions.filter(pl.col("action") == "send")
+        plan = plan_day(scored, day, cfg, model_version, recent) if scored.height else empty_plan(day, cfg)
+        _replace_day(con, "delivery.decisions", day, plan.decisions, "decision_date")
+        _replace_day(con, "delivery.plans", day, pl.DataFrame([plan.summary.as_row()]), "decision_date")
+    summary = plan.summary
+    sends = plan.decisions.filter(pl.col("action") == "send")
     by_channel = sends.group_by("channel").len().sort("channel").rows()
-    spend = float(sends["expected_cost"].sum() or 0.0)
-    context.log.info(f"{day}: {sends.height} sends of {decisions.height} decisions, expected cost {spend:.2f}")
+    gap = "n/a" if summary.optimality_gap is None else f"{100 * summary.optimality_gap:.4f} %"
+    context.log.info(
+        f"{day}: {summary.sends} sends of {summary.users} decisions, expected cost {summary.expected_spend:.2f} "
+        f"of {cfg.budget:.2f}, optimality gap {gap} ({summary.lp_bound_method})"
+    )
     return dg.MaterializeResult(
         metadata={
-            "decisions": decisions.height,
-            "sends": sends.height,
-            "holdout": int(decisions["is_holdout"].sum()),
-            "exploration": int(decisions["is_exploration"].sum()),
-            "expected_spend": round(spend, 2),
-            "budget": cfg.budget,
+            "decisions": summary.users,
+            "sends": summary.sends,
+            "holdout": summary.holdout_users,
+            "capped": summary.capped_users,
+            "exploration": int(plan.decisions["is_exploration"].sum()),
+            "expected_spend": round(summary.expected_spend, 2),
+            "budget": round(cfg.budget, 2),
+            "expected_incremental_margin": _rounded(summary.expected_margin),
+            "expected_incremental_conversions": _rounded(summary.expected_incremental_conversions),
+            "optimality_gap_percent": _rounded(None if summary.optimality_gap is None else 100 * summary.optimality_gap, 6),
+            "lp_bound": _rounded(summary.lp_bound),
+            "lp_bound_method": summary.lp_bound_method,
             "sends_by_channel": dg.MetadataValue.json(dict(by_channel)),
-            "policy_version": decisions["policy_version"][0] if decisions.height else "",
+            "policy_version": summary.policy_version,
         }
     )
+
+
+def _rounded(value: float | None, digits: int = 3) -> float | dg.MetadataValue:
+    """Metadata needs a value: None (no trained model yet) shows as null."""
+    return dg.MetadataValue.null() if value is None else round(value, digits)
 
 
 @dg.asset(
@@ -283,8 +345,8 @@ def delivery_export(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.M
 @dg.asset_check(asset=promo_plan, blocking=True, description="Budget, consent, caps, holdout, propensities.")
 def plan_respects_the_rules(context: dg.AssetCheckExecutionContext, promo: PromoHome, config: PlanSettings):
     day = context.run.tags.get("dagster/partition")
-    cfg = config.plan_config()
     with promo.connect() as con:
+        cfg = config.plan_config(day_budget(con, config, date.fromisoformat(day)))
         d = con.sql(f"select * from delivery.decisions where decision_date = DATE '{day}'").pl()
         users = con.sql("select user_id, consent_push, consent_sms, consent_email from marts.dim_users").pl()
         week = con.sql(
@@ -309,5 +371,59 @@ def plan_respects_the_rules(context: dg.AssetCheckExecutionContext, promo: Promo
     return dg.AssetCheckResult(passed=not any(violations.values()), metadata=violations)
 
 
+@dg.asset_check(
+    asset=delivery_export,
+    blocking=True,
+    description="What leaves the platform: exactly the day's non-holdout sends, consented channel, caps against "
+    "the previous days' exports, a compliant message, propensity in (0, 1] and a model version on every row, "
+    "and export files that match the table.",
+)
+def export_respects_the_rules(context: dg.AssetCheckExecutionContext, promo: PromoHome, config: PlanSettings):
+    day = date.fromisoformat(context.run.tags["dagster/partition"])
+    with promo.connect() as con:
+        violations = export_violations(con, promo.paths.exports / f"date={day}", day, config.cap_per_7d)
+        rows = con.execute("select count(*) from delivery.exports where export_date = ?", [day]).fetchone()[0]
+    return dg.AssetCheckResult(passed=not any(violations.values()), metadata={**violations, "rows": rows})
+
+
+def export_violations(con: duckdb.DuckDBPyConnection, folder: Path, day: date, cap_per_7d: int) -> dict[str, int]:
+    """Count, per rule, the exported rows of `day` that break it (all zero: the export may leave)."""
+    cursor = con.execute(
+        """with e as (select * from delivery.exports where export_date = $day)
+        select
+          count(*) filter (where d.is_holdout) as holdout_users_exported,
+          count(*) filter (where d.decision_id is null or d.action <> 'send') as exported_without_a_send,
+          count(*) filter (where u.user_id is null or (e.channel = 'push' and not u.consent_push)
+                           or (e.channel = 'sms' and not u.consent_sms) or (e.channel = 'email' and not u.consent_email))
+              as sends_without_consent,
+          count(*) filter (where m.decision_id is null or not m.compliance_passed or coalesce(e.message, '') = '')
+              as messages_not_compliant,
+          count(*) filter (where e.propensity is null or e.propensity <= 0 or e.propensity > 1) as bad_propensities,
+          count(*) filter (where e.model_version is null or e.policy_version is null) as missing_versions,
+          (select count(*) from delivery.decisions s
+           where s.decision_date = $day and s.action = 'send' and not s.is_holdout
+             and s.decision_id not in (select delivery_id from e)) as sends_not_exported,
+          (select count(*) from (select user_id from delivery.exports
+           where export_date between $day - 6 and $day group by 1 having count(*) > $cap)) as users_over_cap_in_exports,
+          (select count(*) from e) as table_rows
+        from e
+        left join delivery.decisions d on d.decision_id = e.delivery_id
+        left join marts.dim_users u on u.user_id = e.user_id
+        left join delivery.messages m on m.decision_id = e.delivery_id""",
+        {"day": day, "cap": cap_per_7d},
+    )
+    counts = dict(zip([c[0] for c in cursor.description], cursor.fetchone(), strict=True))
+    table_rows = counts.pop("table_rows")
+    readers = {"parquet": pl.scan_parquet, "csv": pl.scan_csv}
+    file_rows = [
+        readers[suffix](path).select(pl.len()).collect().item()
+        for suffix in readers
+        if (path := folder / f"delivery.{suffix}").exists()
+    ]
+    counts["export_files_missing"] = len(readers) - len(file_rows)
+    counts["export_files_not_matching_table"] = sum(n != table_rows for n in file_rows)
+    return {k: int(v) for k, v in counts.items()}
+
+
 scoring_assets = [promo_candidates, promo_scores, promo_plan, promo_messages, delivery_export]
-output_checks = [plan_respects_the_rules]
+output_checks = [plan_respects_the_rules, export_respects_the_rules]
