@@ -53,7 +53,7 @@ def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFra
         daily = con.sql(DAILY_SQL.format(where=where)).pl()
         has_plans = con.execute(
             "select count(*) from information_schema.tables where table_schema = 'delivery' and table_name = 'plans'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if has_plans:  # warehouses planned before delivery.plans existed have only the decisions
             plans = con.sql(PLANS_SQL.format(where=where.replace("d.decision_date", "decision_date"))).pl()
             daily = daily.join(plans, on="day", how="left")

@@ -83,14 +83,14 @@ def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date
             """select coalesce(sum(expected_cost), 0) from delivery.decisions
                where action = 'send' and decision_date >= ? and decision_date < ?""",
             [start, day],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     return pace_budget(total, start, end, day, float(spent), settings.weekday_weights)
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return bool(con.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-    ).fetchone()[0])
+    ).fetchall()[0][0])
 
 
 @dbt_assets(
@@ -382,7 +382,7 @@ def export_respects_the_rules(context: dg.AssetCheckExecutionContext, promo: Pro
     day = date.fromisoformat(context.run.tags["dagster/partition"])
     with promo.connect() as con:
         violations = export_violations(con, promo.paths.exports / f"date={day}", day, config.cap_per_7d)
-        rows = con.execute("select count(*) from delivery.exports where export_date = ?", [day]).fetchone()[0]
+        rows = con.execute("select count(*) from delivery.exports where export_date = ?", [day]).fetchall()[0][0]
     return dg.AssetCheckResult(passed=not any(violations.values()), metadata={**violations, "rows": rows})
 
 
@@ -412,7 +412,7 @@ def export_violations(con: duckdb.DuckDBPyConnection, folder: Path, day: date, c
         left join delivery.messages m on m.decision_id = e.delivery_id""",
         {"day": day, "cap": cap_per_7d},
     )
-    counts = dict(zip([c[0] for c in cursor.description], cursor.fetchone(), strict=True))
+    counts = dict(zip([c[0] for c in cursor.description], cursor.fetchall()[0], strict=True))
     table_rows = counts.pop("table_rows")
     readers = {"parquet": pl.scan_parquet, "csv": pl.scan_csv}
     file_rows = [
