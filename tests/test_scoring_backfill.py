@@ -110,15 +110,17 @@ def test_a_champion_scored_day_records_its_gap_and_reruns_to_the_same_plan(
     shutil.copytree(pipeline_home, home)
     monkeypatch.setenv("PROMO_HOME", str(home))
     paths = PromoPaths(home)
+    defs = build_definitions()
+    instance = get_instance(paths.dagster_home)
+    day = date.today() - timedelta(days=1)
+    # A cold-start day first: its summary (nulls where no model) must not leave delivery.plans untyped.
+    run_job(defs, instance, "daily_scoring_job", str(day - timedelta(days=1)))
     registry = Registry(paths.artifacts)
     trained = train_predictor(
         synthetic_examples(n_rows=1500, n_days=4, seed=1), TrainConfig(epochs=1, progress=False), tmp_path / "model"
     )
     version = publish_predictor(registry, trained.out_dir, metrics={}, data_window=trained.data_window)
     registry.promote(MODEL_NAME, version.version, reason="test champion")
-    defs = build_definitions()
-    instance = get_instance(paths.dagster_home)
-    day = date.today() - timedelta(days=1)
 
     def plan_of_the_day() -> tuple[pl.DataFrame, dict]:
         run_job(defs, instance, "daily_scoring_job", str(day))

@@ -142,8 +142,19 @@ class PlanSummary:
     solve_seconds: float
     bound_seconds: float
 
-    def as_row(self) -> dict[str, object]:
-        return dict(self.__dict__)
+    def as_frame(self) -> pl.DataFrame:
+        """One typed row: a cold-start day's nulls must not make the warehouse table's columns untyped."""
+        return pl.DataFrame([self.__dict__], schema=PLAN_SUMMARY_SCHEMA)
+
+
+PLAN_SUMMARY_SCHEMA = {
+    "decision_date": pl.Date, "policy_version": pl.Utf8, "model_version": pl.Utf8, "users": pl.Int64,
+    "actions": pl.Int64, "holdout_users": pl.Int64, "capped_users": pl.Int64, "sends": pl.Int64,
+    "exploration_sends": pl.Int64, "budget": pl.Float64, "allocator_budget": pl.Float64, "epsilon": pl.Float64,
+    "expected_spend": pl.Float64, "expected_margin": pl.Float64, "expected_incremental_conversions": pl.Float64,
+    "allocation_objective": pl.Float64, "lp_bound": pl.Float64, "lp_bound_method": pl.Utf8,
+    "optimality_gap": pl.Float64, "lambda_budget": pl.Float64, "solve_seconds": pl.Float64, "bound_seconds": pl.Float64,
+}
 
 
 @dataclass(frozen=True)

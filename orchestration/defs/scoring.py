@@ -209,7 +209,7 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
         model_version = scored["model_version"][0] if scored.height else "none"
         plan = plan_day(scored, day, cfg, model_version, recent) if scored.height else empty_plan(day, cfg)
         _replace_day(con, "delivery.decisions", day, plan.decisions, "decision_date")
-        _replace_day(con, "delivery.plans", day, pl.DataFrame([plan.summary.as_row()]), "decision_date")
+        _replace_day(con, "delivery.plans", day, plan.summary.as_frame(), "decision_date")
     summary = plan.summary
     sends = plan.decisions.filter(pl.col("action") == "send")
     by_channel = sends.group_by("channel").len().sort("channel").rows()
