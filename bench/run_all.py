@@ -20,6 +20,7 @@ BENCHMARKS = (
     "open_bandit_ope",
     "hillstrom_uplift",
     "predictor_throughput",
+    "ddp_throughput",
     "generator",
     "closed_loop",
 )

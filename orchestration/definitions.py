@@ -1,4 +1,8 @@
-"""The promoloop code location: every asset, check, job, schedule and sensor, wired to its resources."""
+"""The promoloop code location: every asset, check, job, schedule and sensor, wired to its resources.
+
+The executor comes from `PROMO_EXECUTOR` (orchestration/executors.py; default multiprocess). The demo and the
+tests call `execute_in_process`, which runs in-process whatever is selected here.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from orchestration.defs import copywriting, features, ingest, quality, scoring, 
 from orchestration.defs.jobs import all_jobs
 from orchestration.defs.schedules import daily_scoring_schedule
 from orchestration.defs.sensors import all_sensors
+from orchestration.executors import executor_from_env
 from orchestration.resources import PromoHome
 
 
@@ -27,6 +32,7 @@ def build_definitions() -> dg.Definitions:
         jobs=all_jobs(),
         schedules=[daily_scoring_schedule()],
         sensors=all_sensors(),
+        executor=executor_from_env(),
         resources={
             "promo": PromoHome(),
             "dbt": DbtCliResource(project_dir=dbt_project(), dbt_executable=dbt_executable()),
