@@ -13,7 +13,8 @@ import torch
 
 from ml.predictor import metrics as M
 from ml.predictor.evaluate import evaluate_predictor
-from ml.predictor.features import FeatureEncoder, FeatureError, FeatureSpec, contract_spec
+from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureError, FeatureSpec, contract_spec
+from ml.predictor.loader import PackedFrame
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss, expected_incremental_margin
 from ml.predictor.predict import load_predictor, predictor_from_registry, publish_predictor
 from ml.predictor.synthetic import synthetic_examples
@@ -51,6 +52,40 @@ def test_encoding_shapes_and_padding(frame):
     assert np.array_equal(t["seq_mask"].sum(1).numpy(), np.minimum(lengths, T))
     assert (t["seq_product"][~t["seq_mask"]] == 0).all()  # padding is index 0
     assert (t["seq_age"][t["seq_mask"]] >= 1).all()
+
+
+def _same_batch(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        assert torch.equal(got[key].cpu(), value.cpu()), key
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_packed_batches_equal_key_by_key_gathers(frame, resident):
+    data = FeatureEncoder.fit(frame, contract_spec()).transform(frame)
+    packed = PackedFrame(data, "cpu", resident=resident)
+    assert len(packed) == len(data) and packed.resident == resident
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:100]
+    _same_batch(packed.batch(index), data.take(index))
+    _same_batch(packed.rows(10, 60), data.take(torch.arange(10, 60)))
+
+
+def test_packed_frame_rejects_an_unsupported_dtype():
+    with pytest.raises(TypeError, match="'extra'.*float64"):
+        PackedFrame(EncodedFrame({"extra": torch.zeros(3, dtype=torch.float64)}), "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("resident", [True, False])
+def test_packed_batches_on_cuda_match_the_host(frame, resident):
+    data = FeatureEncoder.fit(frame, contract_spec()).transform(frame)
+    packed = PackedFrame(data, "cuda", resident=resident)
+    index = torch.randperm(len(data))[:256]
+    batch = packed.batch(index.to(packed.index_device))
+    assert all(v.device.type == "cuda" for v in batch.values())
+    _same_batch(batch, data.take(index))
 
 
 def test_missing_column_is_named(frame):
