@@ -111,6 +111,23 @@ def test_forward_shapes_and_margin(frame):
     assert m.item() == pytest.approx(-1.0)
 
 
+def test_wide_model_starts_at_the_logistic_regressions(frame):
+    from ml.predictor.baselines import TLearner
+
+    enc = FeatureEncoder.fit(frame, contract_spec())
+    data = enc.transform(frame)
+    torch.manual_seed(0)
+    model = EffectPredictor(TINY, enc)
+    model.init_wide(data, enc)
+    with torch.no_grad():
+        out = model.eval()(data.tensors)
+    lr = TLearner(enc).fit(data).predict(data)
+    for key in ("convert_send", "convert_none", "click"):
+        assert np.allclose(torch.sigmoid(out[key]).numpy(), lr[key], atol=1e-5), key
+    with pytest.raises(ValueError, match="wide=True"):
+        EffectPredictor(ModelConfig(**{**TINY.to_dict(), "wide": False}), enc).init_wide(data, enc)
+
+
 def test_cold_start_users_and_products_score(tmp_path, frame):
     result = train_predictor(frame, tiny_config(epochs=1), tmp_path)
     predictor = load_predictor(tmp_path, "cpu")

@@ -68,7 +68,7 @@ class Predictor:
             batch = context_frame.batch(owners[start : start + batch_size])
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 contexts.append(self.model.context(batch))
-        h_all = torch.cat(contexts) if contexts else torch.zeros(0, self.model.cfg.head_hidden, device=self.device)
+        h_all = torch.cat(contexts) if contexts else torch.zeros(0, self.model.context_dim, device=self.device)
         chunks: dict[str, list[torch.Tensor]] = {"click": [], "convert_send": [], "convert_none": []}
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -145,7 +145,8 @@ def load_predictor(folder: Path, device: str | torch.device | None = None, expec
             "or the columns' roles differ); retrain the model on the current feature list"
         )
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    cfg = ModelConfig(**json.loads((folder / MODEL_CONFIG_FILE).read_text()))
+    # Models saved before the wide paths existed have no "wide" key and no wide weights.
+    cfg = ModelConfig(**{"wide": False, **json.loads((folder / MODEL_CONFIG_FILE).read_text())})
     model = EffectPredictor(cfg, encoder)
     model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     return Predictor(model.to(dev).eval(), encoder, dev)

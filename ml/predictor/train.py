@@ -223,7 +223,8 @@ def train_predictor(
         raise ValueError(f"empty split: {train_df.height} training and {valid_df.height} validation rows")
     base = load_predictor(Path(init_from), device="cpu", expected_spec=spec) if init_from is not None else None
     encoder = base.encoder if base else FeatureEncoder.fit(train_df, spec, min_count=cfg.min_count, max_weight=cfg.max_weight)
-    train_data = PackedFrame(encoder.transform(train_df, with_labels=True), device)
+    train_encoded = encoder.transform(train_df, with_labels=True)
+    train_data = PackedFrame(train_encoded, device)
     valid_data = PackedFrame(encoder.transform(valid_df, with_labels=True), device)
 
     model = EffectPredictor(base.model.cfg if base else cfg.model, encoder)
@@ -231,6 +232,9 @@ def train_predictor(
         model.load_state_dict(base.model.state_dict())
     else:
         model.init_output_bias(*base_rates(train_df, spec))
+        if model.cfg.wide:
+            model.init_wide(train_encoded, encoder)
+    del train_encoded  # the packed copy is what training reads
     model = model.to(device)
     wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(
@@ -269,6 +273,11 @@ def train_predictor(
                 ckpt_path,
             )
 
+    if state["best_state"] is None and state["step"] == 0:
+        # The starting point is a candidate too (a warm start's champion, the wide models' linear fit): an
+        # epoch must beat it to be kept. Evaluation draws no random numbers, so training is unchanged.
+        state.update(best=validation_loss(model, valid_data, cfg.batch_size * 4, device), best_epoch=-1)
+        state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     wrapped.train()
     show = cfg.progress and rank == 0
     while state["epoch"] < cfg.epochs and not state["stopped"]:
