@@ -1,13 +1,16 @@
 """Predictor throughput: the real data pipeline beside the same model fed tensors already in memory.
 
 Pipeline: a polars frame with the contract's columns (synthetic, 200k rows) -> `FeatureEncoder.transform`
--> device -> batches gathered in the sampler's order (exactly how `train_predictor` feeds the model).
+-> `PackedFrame` (one buffer per dtype, on the device when it fits) -> the epoch's `DistributedSampler` order
+moved to the device once -> one gather per buffer per batch (exactly how `train_predictor` feeds the model).
 In-memory: random tensors of the same shapes, pre-batched on the device. Same model, optimizer, batch size.
-One epoch's time is the encoding (paid once per run) plus the mean step time × steps per epoch, with the
-step time measured over `--steps` steps after warm-up; ratio = pipeline time / in-memory time (target
-<= 1.15). Inference is timed the same way (encode + forward over the frame vs forward over tensors).
+The step time is measured over `--steps` steps after warm-up. Three ratios (pipeline time / in-memory time):
+- per step: the batch assembly alone;
+- one epoch (the headline, target <= 1.15): the encoding, which a run pays once, charged to a single epoch;
+- a run of `--epochs` epochs (default 8, the `effect_predictor` asset's): the encoding paid once.
+Inference is timed the same way (encode + forward over the frame vs forward over tensors).
 
-    .venv/bin/python -m bench.predictor_throughput [--rows 200000] [--device cuda] [--steps 20]
+    .venv/bin/python -m bench.predictor_throughput [--rows 200000] [--device cuda] [--steps 20] [--epochs 8]
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import sys
 import time
 
 import torch
+from torch.utils.data import DistributedSampler
 
 from bench.common import write_result
 from ml.device import autocast_dtype, pick_device
 from ml.predictor.features import EncodedFrame, FeatureEncoder, contract_spec
+from ml.predictor.loader import PackedFrame, epoch_order
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss
 from ml.predictor.synthetic import synthetic_examples
 
@@ -103,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: 8 on CPU, 200 on CUDA)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, default=8, help="epochs of the run the encoding is amortized over")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     steps = args.steps or (200 if device.type == "cuda" else 8)
@@ -113,11 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     spec = contract_spec()
     encoder = FeatureEncoder.fit(frame, spec)
     t0 = time.perf_counter()
-    data = encoder.transform(frame, with_labels=True).to(device)
+    encoded = encoder.transform(frame, with_labels=True)
+    sync(device)
+    transform_s = time.perf_counter() - t0
+    data = PackedFrame(encoded, device)
     sync(device)
     encode_s = time.perf_counter() - t0
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
+    t0 = time.perf_counter()
+    order = epoch_order(sampler, data.index_device)
+    sync(device)
+    order_s = time.perf_counter() - t0
     n_batches = -(-len(data) // args.batch_size)
-    print(f"{args.rows} rows encoded and moved to {device} in {encode_s:.2f}s; {n_batches} batches of {args.batch_size} per epoch")
+    print(f"{args.rows} rows encoded in {transform_s:.2f}s, packed ({data.nbytes() / 2**20:.0f} MiB, "
+          f"{'resident on' if data.resident else 'pinned for'} {device}) in {encode_s - transform_s:.2f}s; "
+          f"epoch order {order_s * 1e3:.0f} ms; {n_batches} batches of {args.batch_size} per epoch")
 
     cfg = ModelConfig()
     results = {}
@@ -127,38 +143,47 @@ def main(argv: list[str] | None = None) -> int:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type == "cuda")
         total = warmup + steps
         if feed == "pipeline":
-            order = torch.randperm(len(data), device=device)
             idx = [order[(i % n_batches) * args.batch_size : (i % n_batches + 1) * args.batch_size] for i in range(total)]
-            batches = [lambda ix=ix: data.take(ix) for ix in idx]
+            batches = [lambda ix=ix: data.batch(ix) for ix in idx]
         else:
-            fake = fake_frame(data, encoder, args.batch_size, device).tensors
+            fake = fake_frame(EncodedFrame(data.batch(order[: args.batch_size])), encoder, args.batch_size, device).tensors
             batches = [lambda fake=fake: fake] * total
         step_s = time_training(model, optimizer, batches, device, warmup)
         infer_s = time_inference(model, batches[: min(total, 50)], device)
-        epoch_s = step_s * n_batches + (encode_s if feed == "pipeline" else 0.0)
-        infer_epoch_s = infer_s * n_batches + (encode_s if feed == "pipeline" else 0.0)
+        once, per_epoch = (encode_s, order_s) if feed == "pipeline" else (0.0, 0.0)
+        epoch_s = once + per_epoch + step_s * n_batches
+        run_s = once + args.epochs * (per_epoch + step_s * n_batches)
+        infer_epoch_s = infer_s * n_batches + once
         results[feed] = {
             "train_samples_per_s": len(data) / epoch_s,
+            "train_samples_per_s_run": args.epochs * len(data) / run_s,
             "train_step_s": step_s,
             "infer_samples_per_s": len(data) / infer_epoch_s,
         }
-        print(f"{feed:>9}: train {results[feed]['train_samples_per_s']:,.0f} samples/s (step {step_s * 1e3:.1f} ms), "
+        print(f"{feed:>9}: train {results[feed]['train_samples_per_s']:,.0f} samples/s over one epoch, "
+              f"{results[feed]['train_samples_per_s_run']:,.0f} over a {args.epochs}-epoch run (step {step_s * 1e3:.1f} ms), "
               f"inference {results[feed]['infer_samples_per_s']:,.0f} samples/s")
 
-    ratio = results["in_memory"]["train_samples_per_s"] / results["pipeline"]["train_samples_per_s"]
-    infer_ratio = results["in_memory"]["infer_samples_per_s"] / results["pipeline"]["infer_samples_per_s"]
-    print(f"pipeline time / in-memory time: training {ratio:.3f}x, inference {infer_ratio:.3f}x (target <= 1.15x)")
+    pipe, mem = results["pipeline"], results["in_memory"]
+    ratio = mem["train_samples_per_s"] / pipe["train_samples_per_s"]
+    step_ratio = pipe["train_step_s"] / mem["train_step_s"]
+    run_ratio = mem["train_samples_per_s_run"] / pipe["train_samples_per_s_run"]
+    infer_ratio = mem["infer_samples_per_s"] / pipe["infer_samples_per_s"]
+    print(f"pipeline time / in-memory time: training {ratio:.3f}x over one epoch (target <= 1.15x), "
+          f"{run_ratio:.3f}x over a {args.epochs}-epoch run, {step_ratio:.3f}x per step; inference {infer_ratio:.3f}x")
     name = "predictor_pipeline_overhead" + ("" if device.type == "cpu" else f"_{device.type}")
     write_result(
         name,
         ratio,
-        "x (pipeline epoch time / in-memory epoch time, training)",
-        results["in_memory"]["train_samples_per_s"],
+        "x (pipeline epoch time / in-memory epoch time, training, encoding charged to one epoch)",
+        mem["train_samples_per_s"],
         ratio,
         "<= 1.15" + (" and >= 1M training samples/s" if device.type == "cuda" else ""),
-        ratio <= 1.15 and (device.type != "cuda" or results["pipeline"]["train_samples_per_s"] >= 1e6),
+        ratio <= 1.15 and (device.type != "cuda" or pipe["train_samples_per_s"] >= 1e6),
         extra={"device": str(device), "rows": args.rows, "batch_size": args.batch_size, "timed_steps": steps,
-               "encode_s": encode_s, "inference_ratio": infer_ratio, "model": cfg.to_dict(), **results},
+               "transform_s": transform_s, "encode_s": encode_s, "epoch_order_s": order_s,
+               "resident": data.resident, "step_ratio": step_ratio, "run_epochs": args.epochs,
+               "run_ratio": run_ratio, "inference_ratio": infer_ratio, "model": cfg.to_dict(), **results},
     )
     return 0
 

@@ -13,7 +13,8 @@ import torch
 
 from ml.predictor import metrics as M
 from ml.predictor.evaluate import evaluate_predictor
-from ml.predictor.features import FeatureEncoder, FeatureError, FeatureSpec, contract_spec
+from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureError, FeatureSpec, contract_spec
+from ml.predictor.loader import PackedFrame
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss, expected_incremental_margin
 from ml.predictor.predict import load_predictor, predictor_from_registry, publish_predictor
 from ml.predictor.synthetic import synthetic_examples
@@ -53,6 +54,40 @@ def test_encoding_shapes_and_padding(frame):
     assert (t["seq_age"][t["seq_mask"]] >= 1).all()
 
 
+def _same_batch(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+        assert torch.equal(got[key].cpu(), value.cpu()), key
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_packed_batches_equal_key_by_key_gathers(frame, resident):
+    data = FeatureEncoder.fit(frame, contract_spec()).transform(frame)
+    packed = PackedFrame(data, "cpu", resident=resident)
+    assert len(packed) == len(data) and packed.resident == resident
+    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:100]
+    _same_batch(packed.batch(index), data.take(index))
+    _same_batch(packed.rows(10, 60), data.take(torch.arange(10, 60)))
+
+
+def test_packed_frame_rejects_an_unsupported_dtype():
+    with pytest.raises(TypeError, match="'extra'.*float64"):
+        PackedFrame(EncodedFrame({"extra": torch.zeros(3, dtype=torch.float64)}), "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("resident", [True, False])
+def test_packed_batches_on_cuda_match_the_host(frame, resident):
+    data = FeatureEncoder.fit(frame, contract_spec()).transform(frame)
+    packed = PackedFrame(data, "cuda", resident=resident)
+    index = torch.randperm(len(data))[:256]
+    batch = packed.batch(index.to(packed.index_device))
+    assert all(v.device.type == "cuda" for v in batch.values())
+    _same_batch(batch, data.take(index))
+
+
 def test_missing_column_is_named(frame):
     enc = FeatureEncoder.fit(frame, contract_spec())
     with pytest.raises(FeatureError, match="o_depth"):
@@ -74,6 +109,23 @@ def test_forward_shapes_and_margin(frame):
     # p = 100, depth 0.2, margin rate 0.3 (cost 70): 0.5·(80 − 70) − 0.2·(100 − 70) = −1
     m = expected_incremental_margin(*(torch.tensor([v]) for v in (0.5, 0.2, 100.0, 0.2, 0.3)))
     assert m.item() == pytest.approx(-1.0)
+
+
+def test_wide_model_starts_at_the_logistic_regressions(frame):
+    from ml.predictor.baselines import TLearner
+
+    enc = FeatureEncoder.fit(frame, contract_spec())
+    data = enc.transform(frame)
+    torch.manual_seed(0)
+    model = EffectPredictor(TINY, enc)
+    model.init_wide(data, enc)
+    with torch.no_grad():
+        out = model.eval()(data.tensors)
+    lr = TLearner(enc).fit(data).predict(data)
+    for key in ("convert_send", "convert_none", "click"):
+        assert np.allclose(torch.sigmoid(out[key]).numpy(), lr[key], atol=1e-5), key
+    with pytest.raises(ValueError, match="wide=True"):
+        EffectPredictor(ModelConfig(**{**TINY.to_dict(), "wide": False}), enc).init_wide(data, enc)
 
 
 def test_cold_start_users_and_products_score(tmp_path, frame):

@@ -5,6 +5,7 @@ P(convert | no send) on untreated rows; Qini coefficient, AUUC and uplift@k with
 assume treatment was randomized — true for holdout/exploration rows and for Hillstrom; on rows chosen by a
 greedy policy they are biased); and, when the simulator's `true_uplift` is present, the correlation of
 predicted with true uplift and the true value of treating the top k% by each model against the oracle's.
+The popularity rule has no probabilities: it gets the ranking metrics only (AUC of its score, uplift curves).
 Plots (reliability, Qini curves) are written as PNG and their paths returned for the Dagster metadata.
 """
 
@@ -140,7 +141,13 @@ def evaluate_predictor(
             m.update(truth_metrics(probs["uplift"], truth, ks))
         report.models[name] = m
     if rule_score is not None:
-        m = uplift_metrics(y_conv, treated, rule_score, ks, n_boot, seed)
+        # The rule's score is no probability: only its ranking metrics (AUC, uplift curves) mean anything.
+        m = {}
+        if treated.any():
+            m["convert_send_auc"] = M.auc(y_conv[treated], rule_score[treated])
+        if (~treated).any():
+            m["convert_none_auc"] = M.auc(y_conv[~treated], rule_score[~treated])
+        m.update(uplift_metrics(y_conv, treated, rule_score, ks, n_boot, seed))
         if truth is not None:
             m.update(truth_metrics(rule_score, truth, ks))
         report.models[rule.name] = m

@@ -18,6 +18,7 @@ import torch
 
 from ml.device import autocast_dtype, pick_device
 from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureError, FeatureSpec, contract_spec
+from ml.predictor.loader import PackedFrame
 from ml.predictor.model import EffectPredictor, ModelConfig, expected_incremental_margin
 from ml.registry import ModelVersion, Registry
 
@@ -26,6 +27,7 @@ WEIGHTS_FILE = "model.pt"
 ENCODER_FILE = "encoder.json"
 MODEL_CONFIG_FILE = "model_config.json"
 
+CONTEXT_INPUTS = ("numeric", "categorical", "target_product", "target_category")  # plus every seq_* tensor
 SCORE_COLUMNS = ("p_click", "p_convert_send", "p_convert_none", "uplift", "expected_incremental_margin")
 
 
@@ -56,21 +58,25 @@ class Predictor:
         if context_of is None:
             context_of = torch.arange(n)
         owners, inverse = torch.unique(context_of, return_inverse=True)  # (U,), (N,)
+        # Context inputs are gathered per distinct context, action inputs read in row order; labels not at all.
+        context_frame = PackedFrame(EncodedFrame({k: v for k, v in data.tensors.items() if k in CONTEXT_INPUTS or k.startswith("seq_")}), self.device)
+        action_frame = PackedFrame(EncodedFrame({k: v for k, v in data.tensors.items() if k.startswith("action_")}), self.device)
+        owners = owners.to(context_frame.index_device)
+        inverse = inverse.to(self.device)
         contexts = []
         for start in range(0, len(owners), batch_size):
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in data.take(owners[start : start + batch_size]).items()}
+            batch = context_frame.batch(owners[start : start + batch_size])
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 contexts.append(self.model.context(batch))
-        h_all = torch.cat(contexts) if contexts else torch.zeros(0, self.model.cfg.head_hidden, device=self.device)
+        h_all = torch.cat(contexts) if contexts else torch.zeros(0, self.model.context_dim, device=self.device)
         chunks: dict[str, list[torch.Tensor]] = {"click": [], "convert_send": [], "convert_none": []}
         for start in range(0, n, batch_size):
-            index = torch.arange(start, min(start + batch_size, n))
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in data.take(index).items() if k.startswith("action_")}
+            stop = min(start + batch_size, n)
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                out = self.model.heads(h_all[inverse[index].to(self.device)], batch)
+                out = self.model.heads(h_all[inverse[start:stop]], action_frame.rows(start, stop))
             for key in chunks:
-                chunks[key].append(torch.sigmoid(out[key].float()).cpu())
-        probs = {k: (torch.cat(v).numpy() if v else np.zeros(0, np.float32)) for k, v in chunks.items()}
+                chunks[key].append(torch.sigmoid(out[key].float()))
+        probs = {k: (torch.cat(v).cpu().numpy() if v else np.zeros(0, np.float32)) for k, v in chunks.items()}
         probs["uplift"] = probs["convert_send"] - probs["convert_none"]
         return probs
 
@@ -139,7 +145,8 @@ def load_predictor(folder: Path, device: str | torch.device | None = None, expec
             "or the columns' roles differ); retrain the model on the current feature list"
         )
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    cfg = ModelConfig(**json.loads((folder / MODEL_CONFIG_FILE).read_text()))
+    # Models saved before the wide paths existed have no "wide" key and no wide weights.
+    cfg = ModelConfig(**{"wide": False, **json.loads((folder / MODEL_CONFIG_FILE).read_text())})
     model = EffectPredictor(cfg, encoder)
     model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     return Predictor(model.to(dev).eval(), encoder, dev)

@@ -4,9 +4,10 @@ Split (no leakage): `time` puts the latest decision dates (`as_of_date`) in vali
 judged on days after the ones it learned from, as in production; `user` puts a stable hash-chosen set of
 users wholly in validation; `auto` (default) is `time` when the frame spans at least two dates, else `user`.
 
-The encoded training set lives on the training device as tensors; batches are index gathers in the order a
-`DistributedSampler` gives (seeded by cfg.seed + epoch), which is what makes the data order reproducible
-and resumable: a checkpoint stores epoch, batch position, model, optimizer, scheduler, every RNG state,
+The encoded training set is packed into one buffer per dtype (`ml.predictor.loader.PackedFrame`), moved to
+the training device once when it fits (pinned host memory otherwise); a batch is one gather per buffer with
+a slice of the epoch's order, which `DistributedSampler` gives (seeded by cfg.seed + epoch) and which is moved
+to the device once per epoch. That order is what makes training reproducible and resumable: a checkpoint stores epoch, batch position, model, optimizer, scheduler, every RNG state,
 the best metric and the early-stopping counter, so a run resumed after a crash ends with exactly the
 weights of an uninterrupted run. Multi-GPU: launch with `torchrun --nproc_per_node=N -m ml.predictor.train`
 (nccl on CUDA, gloo on CPU); each rank reads the same frame and trains on its sampler shard.
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from ml.device import autocast_dtype, pick_device
 from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureSpec, contract_spec
+from ml.predictor.loader import PackedFrame, epoch_order
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss
 from ml.predictor.predict import load_predictor, save_predictor
 from ml.reproducibility import rng_state, seed_everything, set_rng_state
@@ -167,20 +169,20 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, data: EncodedFrame, batch_size: int, device: torch.device) -> float:
-    """Mean effect loss over the validation rows (row-weighted over batches)."""
+def validation_loss(model: torch.nn.Module, data: EncodedFrame | PackedFrame, batch_size: int, device: torch.device) -> float:
+    """Mean effect loss over the validation rows (row-weighted over batches; one sync at the end)."""
     model.eval()
+    packed = data if isinstance(data, PackedFrame) else PackedFrame(data, device)
     dtype = autocast_dtype(device)
-    total, rows = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(data)), device=device)
-        batch = data.take(index)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, len(packed), batch_size):
+        stop = min(start + batch_size, len(packed))
+        batch = packed.rows(start, stop)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = effect_loss(model(batch), batch)
-        total += float(loss) * len(index)
-        rows += len(index)
+        total += loss.detach().double() * (stop - start)
     model.train()
-    return total / max(rows, 1)
+    return float(total) / max(len(packed), 1)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -221,14 +223,18 @@ def train_predictor(
         raise ValueError(f"empty split: {train_df.height} training and {valid_df.height} validation rows")
     base = load_predictor(Path(init_from), device="cpu", expected_spec=spec) if init_from is not None else None
     encoder = base.encoder if base else FeatureEncoder.fit(train_df, spec, min_count=cfg.min_count, max_weight=cfg.max_weight)
-    train_data = encoder.transform(train_df, with_labels=True).to(device)
-    valid_data = encoder.transform(valid_df, with_labels=True).to(device)
+    train_encoded = encoder.transform(train_df, with_labels=True)
+    train_data = PackedFrame(train_encoded, device)
+    valid_data = PackedFrame(encoder.transform(valid_df, with_labels=True), device)
 
     model = EffectPredictor(base.model.cfg if base else cfg.model, encoder)
     if base:
         model.load_state_dict(base.model.state_dict())
     else:
         model.init_output_bias(*base_rates(train_df, spec))
+        if model.cfg.wide:
+            model.init_wide(train_encoded, encoder)
+    del train_encoded  # the packed copy is what training reads
     model = model.to(device)
     wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(
@@ -267,17 +273,22 @@ def train_predictor(
                 ckpt_path,
             )
 
+    if state["best_state"] is None and state["step"] == 0:
+        # The starting point is a candidate too (a warm start's champion, the wide models' linear fit): an
+        # epoch must beat it to be kept. Evaluation draws no random numbers, so training is unchanged.
+        state.update(best=validation_loss(model, valid_data, cfg.batch_size * 4, device), best_epoch=-1)
+        state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     wrapped.train()
     show = cfg.progress and rank == 0
     while state["epoch"] < cfg.epochs and not state["stopped"]:
         epoch = state["epoch"]
         sampler.set_epoch(epoch)
-        batches = torch.tensor(list(iter(sampler)), dtype=torch.int64).split(batch_size)
+        batches = epoch_order(sampler, train_data.index_device).split(batch_size)
         bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch}", disable=not show, leave=False)
         first_batch, seen, started = state["batch"], 0, time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         for b in range(first_batch, len(batches)):
-            batch = train_data.take(batches[b])
+            batch = train_data.batch(batches[b])
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = effect_loss(wrapped(batch), batch)
             optimizer.zero_grad(set_to_none=True)
