@@ -89,13 +89,13 @@ def test_verifier_catches_planted_facts() -> None:
 def test_compliance_catches_planted_violations() -> None:
     engine = ComplianceEngine()
     rules = lambda text, ch="push", loc="zh-CN", **kw: {v.rule for v in engine.check(text, ch, loc, **kw).violations}  # noqa: E731
-    assert rules("Aurora 经典T恤限时8折，欢迎选购。") == set()
+    assert rules("Aurora 经典T恤限时8折，欢迎选购。", names=request().own_names()) == set()
     assert rules("全网最低价，8折！") == {"banned_term"}
     assert rules("国家级品质，8折") == {"banned_term"}
     assert rules("最近看过的好物8折") == set()  # 最近 ("recently") is allowed
     assert rules("The best ever deal: 20% off", loc="en-US") == {"banned_term"}
     assert rules("Guaranteed savings, 20% off", loc="en-US") == {"banned_term"}
-    assert rules("8折优惠，详询 shop@example.com") == {"pii"}
+    assert rules("8折优惠，详询 shop@example.com") == {"pii", "mixed_language"}  # an address is Latin text too
     assert rules("8折优惠，致电13812345678") == {"pii"}
     assert rules("8折优惠", ch="sms") == {"sms_opt_out"}
     assert rules(engine.finalize("8折优惠", "sms", "zh-CN"), ch="sms") == set()
@@ -131,7 +131,7 @@ def test_fallback_never_returns_nothing(generator: CopyGenerator, monkeypatch: p
     for r, m in zip(reqs, messages, strict=True):
         assert m.text and m.used_fallback and m.passed and m.candidate_index == -1
         assert any(reason.startswith("fallback") for reason in m.reasons)
-        assert engine.check(m.text, r.channel, r.locale).content_ok
+        assert engine.check(m.text, r.channel, r.locale, names=r.own_names()).content_ok
     assert "超长" not in messages[1].text and messages[1].text.endswith("回T退订")
     assert messages[2].send_at == datetime(2026, 6, 2, 8, 0)
 
@@ -142,7 +142,7 @@ def test_generated_messages_are_checked_and_logged(generator: CopyGenerator) -> 
     for r, m in zip(reqs, messages, strict=True):
         assert m.text and m.passed and len(m.candidates) == 4 and 0 < m.propensity <= 1
         assert Verifier([r.product.brand or ""], [r.product.title]).verify(m.text, r).ok
-        assert ComplianceEngine().check(m.text, r.channel, r.locale).content_ok
+        assert ComplianceEngine().check(m.text, r.channel, r.locale, names=r.own_names()).content_ok
         assert m.prompt.startswith("<task:promo><lang:")
         if not m.used_fallback:
             assert m.candidates[m.candidate_index].passed
@@ -227,3 +227,45 @@ def test_weighted_loss_uses_weights() -> None:
         per_row = [float(model.loss(ids[i : i + 1], mask[i : i + 1], mask[i : i + 1], torch.ones(1))) for i in range(2)]
         weighted = float(model.loss(ids, mask, mask, torch.tensor([3.0, 1.0])))
     assert weighted == pytest.approx((3 * per_row[0] + per_row[1]) / 4, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- language, titles
+def test_mixed_language_messages_are_rejected() -> None:
+    engine = ComplianceEngine()
+    rules = lambda text, loc="zh-CN", names=(): {v.rule for v in engine.check(text, "push", loc, names=names).violations}  # noqa: E731
+    zh_names = request().own_names()
+    assert rules("Aurora 经典T恤限时8折，快来看看吧～", names=zh_names) == set()  # the brand is a name, 恤's T a letter
+    assert rules("Aurora 经典T恤限时8折，hurry up！", names=zh_names) == {"mixed_language"}  # planted English words
+    assert rules("Aurora 经典T恤限时8折") == {"mixed_language"}  # without the names the brand is English too
+    assert rules("专属优惠已送达，详情请见App。") == set()  # an allowed word
+    mug = request("en-US", product=MUG).own_names()
+    assert rules("Take 20% off Lumen Cozy Mug, 快来看看吧！", "en-US", mug) == {"mixed_language"}
+    assert rules("Take 20% off Lumen Cozy Mug！", "en-US", mug) == {"mixed_language"}  # a full-width mark
+    assert rules("Take 20% off Lumen Cozy Mug today!", "en-US", mug) == set()
+    qinghe = ProductInfo("p5", "青禾 Classic Tee", "apparel", 99.0, "青禾")
+    assert rules("青禾 Classic Tee is 20% off today.", "en-US", request("en-US", product=qinghe).own_names()) == set()
+    detail = engine.check("8折，hurry", "push", "zh-CN").reasons
+    assert detail == ["mixed_language: 'hurry' not in zh-CN"]
+
+
+def test_mixed_language_candidate_falls_back(generator: CopyGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated zh-CN candidate with English words outside the slots never reaches a reader."""
+    mixed = ["<PRODUCT>限时<DISCOUNT>，hurry up！", "<PRODUCT>限时<DISCOUNT>，快来看看吧～"]
+    monkeypatch.setattr(generator, "sample_templates", lambda prompts, k, seed, **kw: [[(mixed[i % 2], -1.0 - i) for i in range(k)] for _ in prompts])
+    m = generator.generate([request()], k=2, seed=0, explore=0.0)[0]
+    assert not m.candidates[0].passed and any(r.startswith("mixed_language") for r in m.candidates[0].reasons)
+    assert m.candidate_index == 1 and m.text == "Aurora 经典T恤限时8折，快来看看吧～"
+
+
+def test_chinese_titles_reach_english_readers_in_english() -> None:
+    zh_title = ProductInfo("p7", "Aurora 经典T恤", "apparel", 199.0, "Aurora", subcategory="tops")
+    assert zh_title.title_for("en-US") == "Aurora tops" and zh_title.title_for("zh-CN") == "Aurora 经典T恤"
+    assert ProductInfo("p8", "青禾 柔软卫衣", "apparel", 99.0, "青禾").title_for("en-US") == "apparel"  # no Latin brand
+    assert MUG.title_for("en-US") == MUG.title  # already English: unchanged
+    assert ProductInfo("p9", "青禾 柔软卫衣", "服装", 99.0, "青禾").title_for("en-US") == "青禾 柔软卫衣"  # nothing English to say
+    en = request("en-US", product=zh_title, context="viewed", context_product=zh_title)
+    rendered = render("Still thinking about <CONTEXT_PRODUCT>? Get <DISCOUNT> off <PRODUCT>!", en)
+    assert rendered.text == "Still thinking about Aurora tops? Get 20% off Aurora tops!"
+    assert Verifier(["Aurora"], [zh_title.title]).verify(rendered.text, en).ok
+    assert ComplianceEngine().check(rendered.text, "push", "en-US", names=en.own_names()).passed
+    assert render("<PRODUCT>限时<DISCOUNT>", request(product=zh_title)).text == "Aurora 经典T恤限时8折"

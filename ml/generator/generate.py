@@ -153,7 +153,7 @@ class CopyGenerator:
         reasons += [f"missing_required_slot: {s}" for s in sorted(missing_required(template, request.offer.offer_type))]
         text = self.compliance.finalize(rendered.text, request.channel, request.locale)
         reasons += verifier.verify(text, request).reasons
-        reasons += self.compliance.check(text, request.channel, request.locale).reasons
+        reasons += self.compliance.check(text, request.channel, request.locale, names=request.own_names()).reasons
         return text, rendered.slots, reasons
 
     def _choose(self, request: CopyRequest, prompt: str, sampled: list[tuple[str, float]], scorer: Scorer | None,

@@ -57,7 +57,7 @@ def to_request(row: dict) -> CopyRequest:
     """A send as a generator request; raises ValueError naming the field when the records do not fit."""
     product = ProductInfo(
         product_id=row.get("product_id") or row["decision_id"], title=row["title"], category=row["category"],
-        price=float(row["price"]), brand=row.get("brand"),
+        price=float(row["price"]), brand=row.get("brand"), subcategory=row.get("subcategory"),
     )
     offer = OfferInfo(
         offer_id=row["offer_id"], offer_type=row["offer_type"], value=float(row["offer_value"]),
@@ -76,9 +76,22 @@ def to_request(row: dict) -> CopyRequest:
     )
 
 
+def reader_titles(sends: pl.DataFrame) -> pl.Series:
+    """The product name each send's reader sees (`ProductInfo.title_for`: English for en-US readers when the
+    one title the landing contract carries is in Chinese)."""
+    def title(row: dict) -> str | None:
+        if not isinstance(row["title"], str) or not row["title"].strip():
+            return row["title"]  # an invalid record: the template writes it as it is
+        product = ProductInfo(product_id="", title=row["title"], category=row.get("category") or "", price=1.0,
+                              brand=row.get("brand"), subcategory=row.get("subcategory"))
+        return product.title_for(row["locale"])
+
+    return pl.Series("title", [title(r) for r in sends.iter_rows(named=True)], dtype=pl.Utf8)
+
+
 def _template_rows(sends: pl.DataFrame, reason: str) -> pl.DataFrame:
     return sends.select("decision_id").with_columns(
-        render_frame(sends).alias("message"),
+        render_frame(sends.with_columns(reader_titles(sends))).alias("message"),
         pl.lit("safe_template").alias("message_source"),
         pl.lit(None, pl.Utf8).alias("template"),
         pl.lit(-1, pl.Int32).alias("variant"),

@@ -200,7 +200,7 @@ def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Ma
     with promo.connect() as con:
         sends = con.sql(
             f"""select d.decision_id, d.decision_date, d.channel, d.send_at, d.product_id, u.locale,
-                       p.title, p.brand, p.category, p.price, o.offer_id, o.offer_type, o.offer_value, o.min_spend,
+                       p.title, p.brand, p.category, p.subcategory, p.price, o.offer_id, o.offer_type, o.offer_value, o.min_spend,
                        o.valid_to, split_part(d.reason, ':', 1) as candidate_source,
                        date_diff('day', cast(u.signup_at as date), d.decision_date) as tenure_days,
                        f.recency_days, f.monetary_90d as revenue_90d
