@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ml.generator.compliance import ComplianceEngine, sms_segments
-from ml.generator.config import GPTConfig
+from ml.generator.config import TONES, GPTConfig
 from ml.generator.corpus import adgen_prompt, feedback_examples, grammar_examples, sample_weights
 from ml.generator.evaluate import random_requests
 from ml.generator.generate import CopyGenerator
@@ -151,7 +151,7 @@ def test_generated_messages_are_checked_and_logged(generator: CopyGenerator) -> 
 def test_scorer_picks_the_candidate(generator: CopyGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
     good = ["<PRODUCT>限时<DISCOUNT>。", "限时<DISCOUNT>优惠。", "<PRODUCT>享<DISCOUNT>！"]
     monkeypatch.setattr(generator, "sample_templates", lambda prompts, k, seed, **kw: [[(good[i], -1.0) for i in range(k)] for _ in prompts])
-    by_length = lambda texts, req: [-float(len(t)) for t in texts]  # noqa: E731
+    by_length = lambda candidates, req: [-float(len(c.text)) for c in candidates]  # noqa: E731
     m = generator.generate([request()], k=3, seed=0, scorer=by_length, explore=0.0)[0]
     assert m.candidate_index == 1 and m.text == "限时8折优惠。" and m.propensity == 1.0
 
@@ -269,3 +269,27 @@ def test_chinese_titles_reach_english_readers_in_english() -> None:
     assert Verifier(["Aurora"], [zh_title.title]).verify(rendered.text, en).ok
     assert ComplianceEngine().check(rendered.text, "push", "en-US", names=en.own_names()).passed
     assert render("<PRODUCT>限时<DISCOUNT>", request(product=zh_title)).text == "Aurora 经典T恤限时8折"
+
+
+def test_variants_spread_over_tones(generator: CopyGenerator) -> None:
+    reqs = random_requests(6, seed=4)
+    messages = generator.generate(reqs, k=3, seed=1, tones=TONES)
+    for m in messages:
+        assert [c.tone for c in m.candidates] == list(TONES)
+        assert all(f"<tone:{c.tone}>" in c.prompt for c in m.candidates)
+        if m.candidate_index >= 0:
+            assert m.prompt == m.candidates[m.candidate_index].prompt
+    assert [m.text for m in generator.generate(reqs, k=3, seed=1, tones=TONES)] == [m.text for m in messages]
+    with pytest.raises(ValueError, match="tones must be"):
+        generator.generate(reqs, k=3, tones=["shouty"])
+
+
+def test_scorer_sees_each_variant_and_exploration_is_logged(generator: CopyGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = ["<PRODUCT>限时<DISCOUNT>。", "限时<DISCOUNT>优惠。", "<PRODUCT>享<DISCOUNT>！"]
+    monkeypatch.setattr(generator, "sample_templates", lambda prompts, k, seed, **kw: [[(good[i % 3], -1.0)] * k for i, _ in enumerate(prompts)])
+    premium = lambda candidates, req: [float(c.tone == "premium") for c in candidates]  # noqa: E731
+    m = generator.generate([request()], k=3, seed=0, scorer=premium, explore=0.0, tones=TONES)[0]
+    assert m.candidate_index == 2 and m.candidates[2].tone == "premium" and m.propensity == 1.0
+    explored = generator.generate([request()] * 200, k=3, seed=0, scorer=premium, explore=1.0, tones=TONES)
+    assert {x.candidate_index for x in explored} == {0, 1, 2}
+    assert all(x.propensity == pytest.approx(1 / 3) for x in explored)

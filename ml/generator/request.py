@@ -126,8 +126,9 @@ def depth_bucket(offer: OfferInfo, price: float) -> str:
     return "low" if share < 0.1 else "mid" if share < 0.2 else "high"
 
 
-def prompt_tokens(request: CopyRequest) -> list[str]:
-    """The control prefix, a fixed field order (config.CONTROL_FIELDS), task first."""
+def prompt_tokens(request: CopyRequest, tone: str | None = None) -> list[str]:
+    """The control prefix, a fixed field order (config.CONTROL_FIELDS), task first; `tone` overrides the
+    request's (the K variants of one request may be written in different tones)."""
     return [
         control_token("task", "promo"),
         control_token("lang", request.locale),
@@ -138,5 +139,5 @@ def prompt_tokens(request: CopyRequest) -> list[str]:
         control_token("brand", "yes" if request.product.brand else "no"),
         control_token("offer", request.offer.offer_type),
         control_token("depth", depth_bucket(request.offer, request.product.price)),
-        control_token("tone", request.tone),
+        control_token("tone", tone or request.tone),
     ]
