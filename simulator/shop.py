@@ -533,7 +533,7 @@ class Shop:
             ]
         )
         segment = np.array(SEGMENTS)[self.u["segment"][ui]]
-        outcomes = d.with_columns(
+        outcomes = d.drop("message", strict=False).with_columns(
             pl.Series("segment", segment),
             pl.Series("message_appeal", appeal),
             *[pl.Series(c, eff[c]) for c in ("depth", "p_convert_send", "p_convert_none", "uplift", "tau_plus",
