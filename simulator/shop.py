@@ -34,6 +34,7 @@ from simulator.response import (
     Truth,
     empty_promo_state,
     keyed_uniform,
+    message_appeal,
     record_sends,
 )
 from simulator.world import World, draw_world, midnight, user_id
@@ -310,11 +311,11 @@ class Shop:
         missing = [c for c in DELIVERY_COLUMNS if c not in deliveries.columns]
         if missing:
             raise ValueError(f"deliveries for {day} lack column(s) {missing}; expected {list(DELIVERY_COLUMNS)}")
-        d = deliveries.select(DELIVERY_COLUMNS)
+        d = deliveries.select(*DELIVERY_COLUMNS, *(["message"] if "message" in deliveries.columns else []))
         if isinstance(d.schema["send_at"], pl.Datetime) and d.schema["send_at"].time_zone is not None:
             d = d.with_columns(pl.col("send_at").dt.convert_time_zone("UTC").dt.replace_time_zone(None))
         d = d.with_columns(pl.col("send_at").cast(pl.Datetime("us")))
-        for column in DELIVERY_COLUMNS:
+        for column in DELIVERY_COLUMNS:  # message is optional (and may be null): without it the words do nothing
             if d[column].null_count():
                 raise ValueError(f"deliveries for {day}: column {column} has {d[column].null_count()} null(s)")
         duplicated = d.filter(pl.col("delivery_id").is_duplicated())["delivery_id"].unique().to_list()
@@ -421,11 +422,14 @@ class Shop:
         margin_send, margin_none = eff["margin_send"], eff["margin_none"]
         send_world = np.where(converted, margin_send, 0.0) + np.where(~delivered & organic_bought, margin_none, 0.0)
         incremental_margin = send_world - np.where(organic_bought, margin_none, 0.0) - eff["channel_cost"]
-        # Funnel feedback; a message that caused a purchase was opened and clicked first.
+        # Funnel feedback; a message that caused a purchase was opened and clicked first. The words (when the
+        # delivery file carries them) move opens and clicks, not purchases (response.message_appeal).
         engagement = self.u["engagement"][ui]
-        p_open = (OPEN_BASE[ci] * (0.5 + engagement) * eff["hour_factor"]).clip(0.0, 0.95)
+        texts = d["message"].to_list() if "message" in d.columns else [None] * n
+        appeal = message_appeal(seed, ui, self.u["tz_idx"][ui] == 0, ci, texts)  # tz 0: the Chinese readers
+        p_open = (OPEN_BASE[ci] * (0.5 + engagement) * eff["hour_factor"] * appeal).clip(0.0, 0.95)
         opened = delivered & (caused | (keyed_uniform(seed, SALT_OPEN, ordinal, ui, pi, ci) < p_open))
-        p_click = (0.05 + 2.0 * eff["tau_plus"] + 0.05 * (eff["interest"] > 1.0)).clip(0.0, 0.9)
+        p_click = ((0.05 + 2.0 * eff["tau_plus"] + 0.05 * (eff["interest"] > 1.0)) * appeal).clip(0.0, 0.9)
         clicked = opened & (caused | (keyed_uniform(seed, SALT_CLICK, ordinal, ui, pi, ci) < p_click))
         dog = self.u["segment"][ui] == SEGMENTS.index("sleeping_dog")
         consented = self.u["consent"][ui, ci]
@@ -529,8 +533,9 @@ class Shop:
             ]
         )
         segment = np.array(SEGMENTS)[self.u["segment"][ui]]
-        outcomes = d.with_columns(
+        outcomes = d.drop("message", strict=False).with_columns(
             pl.Series("segment", segment),
+            pl.Series("message_appeal", appeal),
             *[pl.Series(c, eff[c]) for c in ("depth", "p_convert_send", "p_convert_none", "uplift", "tau_plus",
                                               "tau_minus", "expected_incremental_margin", "offer_cost")],
             pl.Series("delivered", delivered),

@@ -75,3 +75,86 @@ def test_copy_generator_asset_publishes_and_promotes(tmp_path) -> None:
     assert metadata["compliance_pass_rate"].value == 1.0
     registry = Registry(promo.paths.artifacts)
     assert registry.champion_version(GENERATOR_NAME) == metadata["version"].value
+
+
+def test_messages_log_their_variant_and_what_ranked_it(tiny_generator) -> None:
+    from ml.generator.config import TONES
+    from ml.generator.ranker import ClickRanker
+    from tests.test_copy_ranker import _logged
+
+    sends = _sends()
+    plain = write_messages(sends, tiny_generator, "v1", seed=3)
+    generated = plain.filter(pl.col("message_source") == "generator:v1")
+    assert generated["ranker"].unique().to_list() == ["likelihood"]
+    variants = generated.filter(pl.col("variant") >= 0)  # not a fallback: a variant in a tone
+    assert variants.height and set(variants["tone"].to_list()) <= set(TONES)
+    assert all(f"<tone:{t}>" in p for t, p in zip(variants["tone"], variants["prompt"], strict=True))
+    assert generated["variant_propensity"].is_between(0, 1, closed="right").all()
+    ranker, _ = ClickRanker.fit(_logged(1000, seed=4))
+    ranked = write_messages(sends, tiny_generator, "v1", seed=3, ranker=ranker, ranker_version="r1")
+    assert ranked.filter(pl.col("message_source") == "generator:v1")["ranker"].unique().to_list() == ["ranker:r1"]
+    assert ranked["compliance_passed"].all()
+
+
+def test_english_readers_get_english_product_names(tiny_generator) -> None:
+    """dim_products carries one title; a Chinese one reaches an en-US reader as brand + subcategory."""
+    sends = _sends().with_columns(
+        pl.when(pl.col("locale") == "en-US").then(pl.lit("Aurora 经典跑鞋")).otherwise(pl.col("title")).alias("title"),
+        pl.lit("Aurora").alias("brand"), pl.lit("sneakers").alias("subcategory"),
+    )
+    english = sends["locale"] == "en-US"
+    for written in (write_messages(sends, None), write_messages(sends, tiny_generator, "v1", seed=3)):
+        texts = written.filter(english)["message"]
+        assert not texts.str.contains(r"[\u4e00-\u9fff]").any(), texts.to_list()
+    cold = write_messages(sends, None).filter(english)["message"].to_list()
+    assert all(t.startswith("Aurora sneakers is now") for t in cold)
+    assert write_messages(sends, None).filter(~english)["message"].str.contains("羊毛围巾|猫粮").all()
+
+
+def _feedback_warehouse(promo, rows: pl.DataFrame, day) -> None:
+    from datetime import timedelta
+
+    frame = rows.with_columns(
+        pl.format("m{}", pl.int_range(pl.len())).alias("decision_id"),
+        pl.lit(day - timedelta(days=3)).alias("decision_date"),
+        pl.lit("generator:v1").alias("message_source"),
+    )
+    with promo.connect() as con:
+        con.execute("create schema if not exists delivery; create schema if not exists marts")
+        messages = frame.select("decision_id", "decision_date", "prompt", "template", "message", "message_source")
+        outcomes = frame.select("decision_id", pl.col("opened").alias("label_open"), pl.col("clicked").alias("label_click"),
+                                pl.lit(True).alias("window_closed"), pl.lit(False).alias("is_holdout"))
+        con.register("m", messages)
+        con.register("o", outcomes)
+        con.execute("create table delivery.messages as select * from m")
+        con.execute("create table marts.fct_delivery_outcomes as select * from o")
+
+
+def test_copy_ranker_asset_learns_from_feedback_and_promotes(tmp_path) -> None:
+    from datetime import date
+
+    from ml.registry import Registry
+    from orchestration.defs.copywriting import copy_ranker
+    from orchestration.defs.scoring import RANKER_NAME, champion_ranker
+    from orchestration.resources import PromoHome
+    from tests.test_copy_ranker import _logged
+
+    day = date(2026, 3, 10)
+    empty = PromoHome(home=str(tmp_path / "empty"))
+    result = dg.materialize([copy_ranker], partition_key=str(day), resources={"promo": empty})
+    assert result.success
+    decision = result.asset_materializations_for_node("copy_ranker")[0].metadata["decision"].value
+    assert decision == "no logged feedback yet: candidates stay ranked by likelihood"
+    assert champion_ranker(empty) == (None, "")
+
+    promo = PromoHome(home=str(tmp_path / "fed"))
+    _feedback_warehouse(promo, _logged(4000, seed=1), day)
+    result = dg.materialize([copy_ranker], partition_key=str(day), resources={"promo": promo})
+    metadata = result.asset_materializations_for_node("copy_ranker")[0].metadata
+    assert metadata["rows"].value == 4000 and metadata["valid_gain"].value > 0
+    assert Registry(promo.paths.artifacts).champion_version(RANKER_NAME) == metadata["version"].value
+    ranker, version = champion_ranker(promo)
+    assert ranker is not None and version == metadata["version"].value
+    # Messages of the day itself are not feedback yet: a day earlier, nothing to learn from.
+    earlier = dg.materialize([copy_ranker], partition_key=str(date(2026, 3, 7)), resources={"promo": promo})
+    assert earlier.asset_materializations_for_node("copy_ranker")[0].metadata["rows"].value == 0

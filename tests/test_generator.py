@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ml.generator.compliance import ComplianceEngine, sms_segments
-from ml.generator.config import GPTConfig
+from ml.generator.config import TONES, GPTConfig
 from ml.generator.corpus import adgen_prompt, feedback_examples, grammar_examples, sample_weights
 from ml.generator.evaluate import random_requests
 from ml.generator.generate import CopyGenerator
@@ -89,13 +89,13 @@ def test_verifier_catches_planted_facts() -> None:
 def test_compliance_catches_planted_violations() -> None:
     engine = ComplianceEngine()
     rules = lambda text, ch="push", loc="zh-CN", **kw: {v.rule for v in engine.check(text, ch, loc, **kw).violations}  # noqa: E731
-    assert rules("Aurora 经典T恤限时8折，欢迎选购。") == set()
+    assert rules("Aurora 经典T恤限时8折，欢迎选购。", names=request().own_names()) == set()
     assert rules("全网最低价，8折！") == {"banned_term"}
     assert rules("国家级品质，8折") == {"banned_term"}
     assert rules("最近看过的好物8折") == set()  # 最近 ("recently") is allowed
     assert rules("The best ever deal: 20% off", loc="en-US") == {"banned_term"}
     assert rules("Guaranteed savings, 20% off", loc="en-US") == {"banned_term"}
-    assert rules("8折优惠，详询 shop@example.com") == {"pii"}
+    assert rules("8折优惠，详询 shop@example.com") == {"pii", "mixed_language"}  # an address is Latin text too
     assert rules("8折优惠，致电13812345678") == {"pii"}
     assert rules("8折优惠", ch="sms") == {"sms_opt_out"}
     assert rules(engine.finalize("8折优惠", "sms", "zh-CN"), ch="sms") == set()
@@ -131,7 +131,7 @@ def test_fallback_never_returns_nothing(generator: CopyGenerator, monkeypatch: p
     for r, m in zip(reqs, messages, strict=True):
         assert m.text and m.used_fallback and m.passed and m.candidate_index == -1
         assert any(reason.startswith("fallback") for reason in m.reasons)
-        assert engine.check(m.text, r.channel, r.locale).content_ok
+        assert engine.check(m.text, r.channel, r.locale, names=r.own_names()).content_ok
     assert "超长" not in messages[1].text and messages[1].text.endswith("回T退订")
     assert messages[2].send_at == datetime(2026, 6, 2, 8, 0)
 
@@ -142,7 +142,7 @@ def test_generated_messages_are_checked_and_logged(generator: CopyGenerator) -> 
     for r, m in zip(reqs, messages, strict=True):
         assert m.text and m.passed and len(m.candidates) == 4 and 0 < m.propensity <= 1
         assert Verifier([r.product.brand or ""], [r.product.title]).verify(m.text, r).ok
-        assert ComplianceEngine().check(m.text, r.channel, r.locale).content_ok
+        assert ComplianceEngine().check(m.text, r.channel, r.locale, names=r.own_names()).content_ok
         assert m.prompt.startswith("<task:promo><lang:")
         if not m.used_fallback:
             assert m.candidates[m.candidate_index].passed
@@ -151,7 +151,7 @@ def test_generated_messages_are_checked_and_logged(generator: CopyGenerator) -> 
 def test_scorer_picks_the_candidate(generator: CopyGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
     good = ["<PRODUCT>限时<DISCOUNT>。", "限时<DISCOUNT>优惠。", "<PRODUCT>享<DISCOUNT>！"]
     monkeypatch.setattr(generator, "sample_templates", lambda prompts, k, seed, **kw: [[(good[i], -1.0) for i in range(k)] for _ in prompts])
-    by_length = lambda texts, req: [-float(len(t)) for t in texts]  # noqa: E731
+    by_length = lambda candidates, req: [-float(len(c.text)) for c in candidates]  # noqa: E731
     m = generator.generate([request()], k=3, seed=0, scorer=by_length, explore=0.0)[0]
     assert m.candidate_index == 1 and m.text == "限时8折优惠。" and m.propensity == 1.0
 
@@ -227,3 +227,69 @@ def test_weighted_loss_uses_weights() -> None:
         per_row = [float(model.loss(ids[i : i + 1], mask[i : i + 1], mask[i : i + 1], torch.ones(1))) for i in range(2)]
         weighted = float(model.loss(ids, mask, mask, torch.tensor([3.0, 1.0])))
     assert weighted == pytest.approx((3 * per_row[0] + per_row[1]) / 4, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- language, titles
+def test_mixed_language_messages_are_rejected() -> None:
+    engine = ComplianceEngine()
+    rules = lambda text, loc="zh-CN", names=(): {v.rule for v in engine.check(text, "push", loc, names=names).violations}  # noqa: E731
+    zh_names = request().own_names()
+    assert rules("Aurora 经典T恤限时8折，快来看看吧～", names=zh_names) == set()  # the brand is a name, 恤's T a letter
+    assert rules("Aurora 经典T恤限时8折，hurry up！", names=zh_names) == {"mixed_language"}  # planted English words
+    assert rules("Aurora 经典T恤限时8折") == {"mixed_language"}  # without the names the brand is English too
+    assert rules("专属优惠已送达，详情请见App。") == set()  # an allowed word
+    mug = request("en-US", product=MUG).own_names()
+    assert rules("Take 20% off Lumen Cozy Mug, 快来看看吧！", "en-US", mug) == {"mixed_language"}
+    assert rules("Take 20% off Lumen Cozy Mug！", "en-US", mug) == {"mixed_language"}  # a full-width mark
+    assert rules("Take 20% off Lumen Cozy Mug today!", "en-US", mug) == set()
+    qinghe = ProductInfo("p5", "青禾 Classic Tee", "apparel", 99.0, "青禾")
+    assert rules("青禾 Classic Tee is 20% off today.", "en-US", request("en-US", product=qinghe).own_names()) == set()
+    detail = engine.check("8折，hurry", "push", "zh-CN").reasons
+    assert detail == ["mixed_language: 'hurry' not in zh-CN"]
+
+
+def test_mixed_language_candidate_falls_back(generator: CopyGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated zh-CN candidate with English words outside the slots never reaches a reader."""
+    mixed = ["<PRODUCT>限时<DISCOUNT>，hurry up！", "<PRODUCT>限时<DISCOUNT>，快来看看吧～"]
+    monkeypatch.setattr(generator, "sample_templates", lambda prompts, k, seed, **kw: [[(mixed[i % 2], -1.0 - i) for i in range(k)] for _ in prompts])
+    m = generator.generate([request()], k=2, seed=0, explore=0.0)[0]
+    assert not m.candidates[0].passed and any(r.startswith("mixed_language") for r in m.candidates[0].reasons)
+    assert m.candidate_index == 1 and m.text == "Aurora 经典T恤限时8折，快来看看吧～"
+
+
+def test_chinese_titles_reach_english_readers_in_english() -> None:
+    zh_title = ProductInfo("p7", "Aurora 经典T恤", "apparel", 199.0, "Aurora", subcategory="tops")
+    assert zh_title.title_for("en-US") == "Aurora tops" and zh_title.title_for("zh-CN") == "Aurora 经典T恤"
+    assert ProductInfo("p8", "青禾 柔软卫衣", "apparel", 99.0, "青禾").title_for("en-US") == "apparel"  # no Latin brand
+    assert MUG.title_for("en-US") == MUG.title  # already English: unchanged
+    assert ProductInfo("p9", "青禾 柔软卫衣", "服装", 99.0, "青禾").title_for("en-US") == "青禾 柔软卫衣"  # nothing English to say
+    en = request("en-US", product=zh_title, context="viewed", context_product=zh_title)
+    rendered = render("Still thinking about <CONTEXT_PRODUCT>? Get <DISCOUNT> off <PRODUCT>!", en)
+    assert rendered.text == "Still thinking about Aurora tops? Get 20% off Aurora tops!"
+    assert Verifier(["Aurora"], [zh_title.title]).verify(rendered.text, en).ok
+    assert ComplianceEngine().check(rendered.text, "push", "en-US", names=en.own_names()).passed
+    assert render("<PRODUCT>限时<DISCOUNT>", request(product=zh_title)).text == "Aurora 经典T恤限时8折"
+
+
+def test_variants_spread_over_tones(generator: CopyGenerator) -> None:
+    reqs = random_requests(6, seed=4)
+    messages = generator.generate(reqs, k=3, seed=1, tones=TONES)
+    for m in messages:
+        assert [c.tone for c in m.candidates] == list(TONES)
+        assert all(f"<tone:{c.tone}>" in c.prompt for c in m.candidates)
+        if m.candidate_index >= 0:
+            assert m.prompt == m.candidates[m.candidate_index].prompt
+    assert [m.text for m in generator.generate(reqs, k=3, seed=1, tones=TONES)] == [m.text for m in messages]
+    with pytest.raises(ValueError, match="tones must be"):
+        generator.generate(reqs, k=3, tones=["shouty"])
+
+
+def test_scorer_sees_each_variant_and_exploration_is_logged(generator: CopyGenerator, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = ["<PRODUCT>限时<DISCOUNT>。", "限时<DISCOUNT>优惠。", "<PRODUCT>享<DISCOUNT>！"]
+    monkeypatch.setattr(generator, "sample_templates", lambda prompts, k, seed, **kw: [[(good[i % 3], -1.0)] * k for i, _ in enumerate(prompts)])
+    premium = lambda candidates, req: [float(c.tone == "premium") for c in candidates]  # noqa: E731
+    m = generator.generate([request()], k=3, seed=0, scorer=premium, explore=0.0, tones=TONES)[0]
+    assert m.candidate_index == 2 and m.candidates[2].tone == "premium" and m.propensity == 1.0
+    explored = generator.generate([request()] * 200, k=3, seed=0, scorer=premium, explore=1.0, tones=TONES)
+    assert {x.candidate_index for x in explored} == {0, 1, 2}
+    assert all(x.propensity == pytest.approx(1 / 3) for x in explored)

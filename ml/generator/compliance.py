@@ -1,6 +1,7 @@
 """Advertising-rule checks per locale and channel; the rules themselves are data (rules/compliance.json).
 
-Content rules (banned absolute claims, length budget, SMS opt-out, PII) decide whether a text may be sent;
+Content rules (banned absolute claims, one language, length budget, SMS opt-out, PII) decide whether a text
+may be sent;
 the timing rule (quiet hours) decides when. A text that fails content is replaced (generate.py falls back
 to another candidate, then to the safe templates here); a send time inside quiet hours is deferred to the
 end of the window, never dropped. Every finding is a `RuleViolation` with its reason.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -32,7 +34,7 @@ _PHONE = re.compile(r"(?<!\d)(?:1[3-9]\d{9}|\+?\d(?:[\s-]?\d){8,14})(?!\d)")
 
 @dataclass(frozen=True)
 class RuleViolation:
-    rule: str  # banned_term | length | sms_segments | sms_opt_out | pii | empty | quiet_hours
+    rule: str  # banned_term | mixed_language | length | sms_segments | sms_opt_out | pii | empty | quiet_hours
     detail: str
 
 
@@ -74,13 +76,14 @@ class ComplianceEngine:
         for locale in LOCALES:
             if locale not in self.rules:
                 raise ValueError(f"compliance rules: locale {locale!r} missing")
-            for key in ("banned", "opt_out", "channels", "quiet_hours", "safe_templates"):
+            for key in ("banned", "opt_out", "channels", "quiet_hours", "language", "safe_templates"):
                 if key not in self.rules[locale]:
                     raise ValueError(f"compliance rules: {locale}.{key} missing")
             for channel in CHANNELS:
                 if channel not in self.rules[locale]["channels"]:
                     raise ValueError(f"compliance rules: {locale}.channels.{channel} missing")
         self._banned = [self._banned_patterns(loc) for loc in LOCALES]
+        self._foreign = {loc: re.compile(self.rules[loc]["language"]["foreign"]) for loc in LOCALES}
         # The fallback of last resort must always pass: prove it once, at load time.
         for locale in LOCALES:
             last = self.rules[locale]["safe_templates"]["any"][-1]
@@ -116,7 +119,18 @@ class ComplianceEngine:
         templates = self.rules[locale]["safe_templates"]
         return [*templates.get(offer_type, []), *templates["any"]]
 
-    def check(self, text: str, channel: str, locale: str, send_at: datetime | None = None, timezone: str | None = None) -> ComplianceResult:
+    def foreign_words(self, text: str, locale: str, names: Iterable[str] = ()) -> list[str]:
+        """Words of another language in `text` (rules: `<locale>.language`), leaving out `names` (the request's
+        own product and brand names, which are what they are in any language) and the allowed words."""
+        for name in sorted({n for n in names if n}, key=len, reverse=True):
+            text = text.replace(name, " ")
+        allow = set(self.rules[locale]["language"].get("allow", []))
+        return [m.group(0) for m in self._foreign[locale].finditer(text) if m.group(0) not in allow]
+
+    def check(self, text: str, channel: str, locale: str, send_at: datetime | None = None, timezone: str | None = None,
+              names: Iterable[str] = ()) -> ComplianceResult:
+        """Every rule on `text`; `names` are the request's product and brand names (exempt from the language
+        rule: a Latin brand in a Chinese message, or a Chinese brand in an English one, is not mixed language)."""
         if locale not in LOCALES:
             raise ValueError(f"unknown locale {locale!r}; allowed: {LOCALES}")
         if channel not in CHANNELS:
@@ -132,6 +146,9 @@ class ComplianceEngine:
             for term, pattern in patterns:
                 if pattern.search(scrubbed):
                     found.append(RuleViolation("banned_term", f"{term!r} is an absolute claim"))
+        foreign = self.foreign_words(text, locale, names)
+        if foreign:
+            found.append(RuleViolation("mixed_language", f"{', '.join(repr(w) for w in foreign[:3])} not in {locale}"))
         if _EMAIL.search(text):
             found.append(RuleViolation("pii", "contains an e-mail address"))
         if _PHONE.search(text):

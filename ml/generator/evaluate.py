@@ -92,7 +92,7 @@ def message_quality(gen: CopyGenerator, n_messages: int, seed: int = 0, k: int =
             # An independent re-check of what would be sent: verifier and content rules on the final text.
             if not verifier.verify(m.text, r).ok:
                 hallucinated += 1
-            if not gen.compliance.check(m.text, r.channel, r.locale).content_ok or not m.text:
+            if not gen.compliance.check(m.text, r.channel, r.locale, names=r.own_names()).content_ok or not m.text:
                 noncompliant += 1
             fallbacks += m.used_fallback
             deferred += m.send_at is not None and m.send_at != r.send_at

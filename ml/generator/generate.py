@@ -1,15 +1,17 @@
 """Write, check and pick promo messages: `CopyGenerator.load(dir).generate(requests, k=4, seed=0)`.
 
-Per request the model samples K slot templates; each is rendered from the request's records, finalized for
-its channel (SMS opt-out), verified against the facts and checked against the rules. The chosen message is
-the best-scoring candidate that passed (scorer, else mean log-likelihood), with epsilon exploration over
-the passing ones and the choice's probability logged; when none passed, the first safe template that
+Per request the model samples K slot templates (with `tones`, candidate i is written in tones[i % len], so
+the K variants differ in tone, not only by sampling); each is rendered from the request's records, finalized
+for its channel (SMS opt-out), verified against the facts and checked against the rules. The chosen message
+is the best-scoring candidate that passed (a scorer such as `ranker.ClickRanker.score`, else mean
+log-likelihood), with epsilon exploration over the passing ones and the choice's probability logged; when none passed, the first safe template that
 passes; never nothing. A send time in quiet hours is deferred, not dropped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from ml.generator.compliance import ComplianceEngine
-from ml.generator.config import GPTConfig
+from ml.generator.config import TONES, GPTConfig
 from ml.generator.corpus import prompt_string
 from ml.generator.model import CopyGPT
 from ml.generator.request import CopyRequest, prompt_tokens
@@ -28,8 +30,7 @@ from ml.generator.slots import missing_required, render
 from ml.generator.tokenizer import CopyTokenizer
 from ml.generator.verifier import Verifier
 
-Scorer = Callable[[list[str], CopyRequest], list[float]]
-
+_CONTROL_TONE = re.compile(r"<tone:([a-z]+)>")
 
 @dataclass
 class Candidate:
@@ -40,6 +41,12 @@ class Candidate:
     score: float
     passed: bool
     reasons: list[str] = field(default_factory=list)
+    prompt: str = ""  # the control prefix this candidate was written from
+    tone: str = ""
+
+
+# Scores each of a request's candidates (higher is better); e.g. ranker.ClickRanker.score.
+Scorer = Callable[[list[Candidate], CopyRequest], list[float]]
 
 
 @dataclass
@@ -130,21 +137,31 @@ class CopyGenerator:
     # ------------------------------------------------------------------------------------------ the API
     def generate(self, requests: Sequence[CopyRequest], k: int = 4, seed: int = 0, *, scorer: Scorer | None = None,
                  explore: float = 0.1, top_p: float = 0.9, temperature: float = 1.0, max_new_tokens: int = 64,
-                 verifier: Verifier | None = None, use_cache: bool = True) -> list[Message]:
+                 verifier: Verifier | None = None, use_cache: bool = True, tones: Sequence[str] | None = None) -> list[Message]:
         """One checked message per request, in order. `verifier` defaults to one that knows every product
-        and brand name in `requests`, so a message naming another request's product is rejected."""
+        and brand name in `requests`, so a message naming another request's product is rejected. `tones`
+        spreads the K candidates over tones (each request's own tone when None)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if tones is not None and (not tones or any(t not in TONES for t in tones)):
+            raise ValueError(f"tones must be a non-empty list of {TONES}, got {list(tones)}")
         if not 0.0 <= explore <= 1.0:
             raise ValueError(f"explore must be in [0, 1], got {explore}")
         if verifier is None:
             names = [p for r in requests for p in (r.product, r.context_product) if p is not None]
             verifier = Verifier(known_brands=[p.brand for p in names if p.brand], known_products=[p.title for p in names])
         prompts = [prompt_string(prompt_tokens(r)) for r in requests]
-        sampled = self.sample_templates(prompts, k, seed, top_p=top_p, temperature=temperature,
-                                        max_new_tokens=max_new_tokens, use_cache=use_cache)
+        options = dict(top_p=top_p, temperature=temperature, max_new_tokens=max_new_tokens, use_cache=use_cache)
+        if tones is None:
+            variant_prompts = [[p] * k for p in prompts]
+            sampled = self.sample_templates(prompts, k, seed, **options)
+        else:  # one row per candidate, in the same order as K rows per prompt
+            variant_prompts = [[prompt_string(prompt_tokens(r, tones[i % len(tones)])) for i in range(k)] for r in requests]
+            flat = self.sample_templates([p for ps in variant_prompts for p in ps], 1, seed, **options)
+            sampled = [[row[0] for row in flat[i * k : (i + 1) * k]] for i in range(len(requests))]
         rng = np.random.default_rng(seed)
-        return [self._choose(r, p, s, scorer, explore, verifier, rng) for r, p, s in zip(requests, prompts, sampled, strict=True)]
+        return [self._choose(r, p, vp, s, scorer, explore, verifier, rng)
+                for r, p, vp, s in zip(requests, prompts, variant_prompts, sampled, strict=True)]
 
     def check_template(self, template: str, request: CopyRequest, verifier: Verifier) -> tuple[str, dict[str, str], list[str]]:
         """(final text, slots used, reasons it fails); no reasons means it may be sent."""
@@ -153,16 +170,20 @@ class CopyGenerator:
         reasons += [f"missing_required_slot: {s}" for s in sorted(missing_required(template, request.offer.offer_type))]
         text = self.compliance.finalize(rendered.text, request.channel, request.locale)
         reasons += verifier.verify(text, request).reasons
-        reasons += self.compliance.check(text, request.channel, request.locale).reasons
+        reasons += self.compliance.check(text, request.channel, request.locale, names=request.own_names()).reasons
         return text, rendered.slots, reasons
 
-    def _choose(self, request: CopyRequest, prompt: str, sampled: list[tuple[str, float]], scorer: Scorer | None,
-                explore: float, verifier: Verifier, rng: np.random.Generator) -> Message:
+    def _choose(self, request: CopyRequest, prompt: str, variant_prompts: list[str], sampled: list[tuple[str, float]],
+                scorer: Scorer | None, explore: float, verifier: Verifier, rng: np.random.Generator) -> Message:
         checked = [self.check_template(t, request, verifier) for t, _ in sampled]
-        scores = list(scorer([c[0] for c in checked], request)) if scorer else [lp for _, lp in sampled]
-        if len(scores) != len(sampled):
-            raise ValueError(f"scorer returned {len(scores)} scores for {len(sampled)} candidates")
-        candidates = [Candidate(i, t, c[0], lp, float(s), not c[2], c[2]) for i, ((t, lp), c, s) in enumerate(zip(sampled, checked, scores, strict=True))]
+        candidates = [Candidate(i, t, c[0], lp, lp, not c[2], c[2], vp, _CONTROL_TONE.search(vp).group(1))
+                      for i, ((t, lp), c, vp) in enumerate(zip(sampled, checked, variant_prompts, strict=True))]
+        if scorer is not None:
+            scores = list(scorer(candidates, request))
+            if len(scores) != len(candidates):
+                raise ValueError(f"scorer returned {len(scores)} scores for {len(candidates)} candidates")
+            for c, score in zip(candidates, scores, strict=True):
+                c.score = float(score)
         passing = [c for c in candidates if c.passed]
         send_at, timing = self._timing(request)
         if passing:
@@ -170,7 +191,7 @@ class CopyGenerator:
             n = len(passing)
             chosen = passing[int(rng.integers(n))] if n > 1 and rng.random() < explore else best
             propensity = (1 - explore) * (chosen is best) + (explore / n if n > 1 else explore)
-            return Message(request.request_id, chosen.text, chosen.template, checked[chosen.index][1], prompt, chosen.index,
+            return Message(request.request_id, chosen.text, chosen.template, checked[chosen.index][1], chosen.prompt, chosen.index,
                            float(propensity), True, False, timing, send_at, candidates)
         why = sorted({r.split(":")[0] for c in candidates for r in c.reasons})
         for template in self.compliance.safe_templates(request.locale, request.offer.offer_type):

@@ -1,8 +1,10 @@
 """The daily messages: one checked message per planned send, written by the generator when one is trained.
 
 `write_messages` turns the plan's sends (joined with user, product and offer records) into `CopyRequest`s,
-lets the generator write K candidates per send, keeps the best that passes the fact verifier and the
-compliance rules, and falls back to a safe template — never to nothing. Before any generator is trained
+lets the generator write K candidates per send (spread over the tones), keeps the best that passes the fact
+verifier and the compliance rules — best by the click ranker when one is trained on feedback, else by the
+generator's likelihood, with exploration over the variants and the chosen one's probability logged — and
+falls back to a safe template, never to nothing. Before any generator is trained
 (cold start), and for a send whose records do not make a valid request, the safe templates of
 `ml.delivery.templates` write the message. Every row says which source wrote it and why.
 """
@@ -15,7 +17,9 @@ from datetime import datetime
 import polars as pl
 
 from ml.delivery.templates import render_frame
+from ml.generator.config import TONES
 from ml.generator.generate import CopyGenerator
+from ml.generator.ranker import ClickRanker
 from ml.generator.request import CopyRequest, OfferInfo, ProductInfo
 
 # The planner's channels -> the generator's (an email is addressed by its subject line).
@@ -34,6 +38,9 @@ MESSAGE_SCHEMA = {
     "template": pl.Utf8,
     "variant": pl.Int32,  # candidate index chosen (-1: a safe template)
     "variant_propensity": pl.Float64,  # probability the chosen variant had (exploration over variants)
+    "tone": pl.Utf8,  # the tone the chosen variant was written in
+    "prompt": pl.Utf8,  # its control prefix: with template and the feedback, what the ranker learns from
+    "ranker": pl.Utf8,  # what ranked the candidates: "ranker:<version>" or "likelihood"
     "used_fallback": pl.Boolean,
     "compliance_passed": pl.Boolean,
     "reasons": pl.Utf8,
@@ -57,7 +64,7 @@ def to_request(row: dict) -> CopyRequest:
     """A send as a generator request; raises ValueError naming the field when the records do not fit."""
     product = ProductInfo(
         product_id=row.get("product_id") or row["decision_id"], title=row["title"], category=row["category"],
-        price=float(row["price"]), brand=row.get("brand"),
+        price=float(row["price"]), brand=row.get("brand"), subcategory=row.get("subcategory"),
     )
     offer = OfferInfo(
         offer_id=row["offer_id"], offer_type=row["offer_type"], value=float(row["offer_value"]),
@@ -76,13 +83,29 @@ def to_request(row: dict) -> CopyRequest:
     )
 
 
+def reader_titles(sends: pl.DataFrame) -> pl.Series:
+    """The product name each send's reader sees (`ProductInfo.title_for`: English for en-US readers when the
+    one title the landing contract carries is in Chinese)."""
+    def title(row: dict) -> str | None:
+        if not isinstance(row["title"], str) or not row["title"].strip():
+            return row["title"]  # an invalid record: the template writes it as it is
+        product = ProductInfo(product_id="", title=row["title"], category=row.get("category") or "", price=1.0,
+                              brand=row.get("brand"), subcategory=row.get("subcategory"))
+        return product.title_for(row["locale"])
+
+    return pl.Series("title", [title(r) for r in sends.iter_rows(named=True)], dtype=pl.Utf8)
+
+
 def _template_rows(sends: pl.DataFrame, reason: str) -> pl.DataFrame:
     return sends.select("decision_id").with_columns(
-        render_frame(sends).alias("message"),
+        render_frame(sends.with_columns(reader_titles(sends))).alias("message"),
         pl.lit("safe_template").alias("message_source"),
         pl.lit(None, pl.Utf8).alias("template"),
         pl.lit(-1, pl.Int32).alias("variant"),
         pl.lit(1.0).alias("variant_propensity"),
+        pl.lit(None, pl.Utf8).alias("tone"),
+        pl.lit(None, pl.Utf8).alias("prompt"),
+        pl.lit(None, pl.Utf8).alias("ranker"),
         pl.lit(False).alias("used_fallback"),
         pl.lit(True).alias("compliance_passed"),
         pl.lit(reason).alias("reasons"),
@@ -96,7 +119,8 @@ def _batches(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
 
 def write_messages(
     sends: pl.DataFrame, generator: CopyGenerator | None, version: str = "", seed: int = 0, k: int = 3,
-    batch_size: int = 256,
+    batch_size: int = 256, ranker: ClickRanker | None = None, ranker_version: str = "", explore: float = 0.1,
+    tones: tuple[str, ...] = TONES,
 ) -> pl.DataFrame:
     """One row per send (MESSAGE_SCHEMA), in `sends`' order; bounded batches so memory stays flat."""
     missing = [c for c in SEND_COLUMNS if c not in sends.columns]
@@ -114,11 +138,16 @@ def write_messages(
                 requests.append(to_request(row))
             except ValueError as err:
                 invalid.append((row["decision_id"], str(err)))
-        messages = generator.generate(requests, k=k, seed=seed + number) if requests else []
+        scorer = ranker.score if ranker is not None else None
+        messages = generator.generate(requests, k=k, seed=seed + number, scorer=scorer, explore=explore,
+                                      tones=tones) if requests else []
+        ranked_by = f"ranker:{ranker_version}" if ranker is not None else "likelihood"
         rows = [
             {
                 "decision_id": m.request_id, "message": m.text, "message_source": f"generator:{version}",
                 "template": m.template, "variant": m.candidate_index, "variant_propensity": m.propensity,
+                "tone": m.candidates[m.candidate_index].tone if m.candidate_index >= 0 else None,
+                "prompt": m.prompt, "ranker": ranked_by,
                 "used_fallback": m.used_fallback, "compliance_passed": m.passed, "reasons": "; ".join(m.reasons),
             }
             for m in messages

@@ -6,6 +6,7 @@ control prefix (`prompt_tokens`) is what conditions the model.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -20,6 +21,8 @@ from ml.generator.config import (
     control_token,
 )
 
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
 
 @dataclass(frozen=True)
 class ProductInfo:
@@ -28,12 +31,26 @@ class ProductInfo:
     category: str
     price: float
     brand: str | None = None
+    subcategory: str | None = None
 
     def __post_init__(self) -> None:
         if not self.title.strip():
             raise ValueError(f"product {self.product_id!r}: empty title")
         if not self.price > 0:
             raise ValueError(f"product {self.product_id!r}: price must be > 0, got {self.price}")
+
+    def title_for(self, locale: str) -> str:
+        """The name a reader of `locale` sees. The landing contract carries one title per product; for an
+        en-US reader a title in Chinese script is replaced by what the records say in English: the brand (when
+        it is written in Latin script) and the subcategory, else the category ("Aurora tops"). Where those are
+        not English either, the title stays: a name is never invented."""
+        if locale != "en-US" or not _CJK.search(self.title):
+            return self.title
+        kind = next((k for k in (self.subcategory, self.category) if k and k.strip() and not _CJK.search(k)), None)
+        if kind is None:
+            return self.title
+        brand = self.brand if self.brand and not _CJK.search(self.brand) else None
+        return f"{brand} {kind}" if brand else kind
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,12 @@ class CopyRequest:
         if self.context == "favorite_category" and not self.favorite_category:
             raise ValueError(f"request {self.request_id!r}: context 'favorite_category' needs favorite_category")
 
+    def own_names(self) -> list[str]:
+        """The product and brand names this request may state: titles, the titles shown to its reader, brands."""
+        products = [p for p in (self.product, self.context_product) if p is not None]
+        names = [n for p in products for n in (p.title, p.title_for(self.locale), p.brand) if n]
+        return list(dict.fromkeys(names))
+
 
 def category_bucket(category: str) -> str:
     return category if category in CATEGORIES else "other"
@@ -103,8 +126,9 @@ def depth_bucket(offer: OfferInfo, price: float) -> str:
     return "low" if share < 0.1 else "mid" if share < 0.2 else "high"
 
 
-def prompt_tokens(request: CopyRequest) -> list[str]:
-    """The control prefix, a fixed field order (config.CONTROL_FIELDS), task first."""
+def prompt_tokens(request: CopyRequest, tone: str | None = None) -> list[str]:
+    """The control prefix, a fixed field order (config.CONTROL_FIELDS), task first; `tone` overrides the
+    request's (the K variants of one request may be written in different tones)."""
     return [
         control_token("task", "promo"),
         control_token("lang", request.locale),
@@ -115,5 +139,5 @@ def prompt_tokens(request: CopyRequest) -> list[str]:
         control_token("brand", "yes" if request.product.brand else "no"),
         control_token("offer", request.offer.offer_type),
         control_token("depth", depth_bucket(request.offer, request.product.price)),
-        control_token("tone", request.tone),
+        control_token("tone", tone or request.tone),
     ]

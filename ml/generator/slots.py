@@ -78,14 +78,14 @@ def slot_values(request: CopyRequest) -> dict[str, str]:
     """Every slot this request can fill, rendered for its locale."""
     loc, product, offer = request.locale, request.product, request.offer
     values = {
-        "<PRODUCT>": product.title,
+        "<PRODUCT>": product.title_for(loc),
         "<CATEGORY>": category_name(product.category, loc),
         "<PRICE>": format_money(product.price, loc),
     }
     if product.brand:
         values["<BRAND>"] = product.brand
     if request.context in ("viewed", "bought") and request.context_product is not None:
-        values["<CONTEXT_PRODUCT>"] = request.context_product.title
+        values["<CONTEXT_PRODUCT>"] = request.context_product.title_for(loc)
     if request.context == "favorite_category" and request.favorite_category:
         values["<FAV_CATEGORY>"] = category_name(request.favorite_category, loc)
     if offer.offer_type == "percent_off":

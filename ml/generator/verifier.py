@@ -78,10 +78,7 @@ class Verifier:
 
     def verify(self, text: str, request: CopyRequest) -> VerifyResult:
         violations: list[Violation] = []
-        own_names = [request.product.title, request.product.brand or ""]
-        if request.context_product is not None:
-            own_names += [request.context_product.title, request.context_product.brand or ""]
-        own = {n for n in own_names if n}
+        own = set(request.own_names())
         for name in sorted((self.known_brands | self.known_products) - own):
             if _contains_name(text, name) and not any(_contains_name(o, name) for o in own):
                 violations.append(Violation("unknown_name", f"{name!r} is not in this request"))

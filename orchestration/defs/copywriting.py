@@ -1,17 +1,26 @@
-"""The copy generator as a Dagster asset: train (CUDA with bf16 when present, else CPU), evaluate the
-rules that must never break (facts, compliance) and the quality figures, publish to the registry, and
-promote when it is the first or keeps every rule without a worse held-out perplexity.
+"""The copy generator and its click ranker as Dagster assets.
 
-`promo_messages` (orchestration/defs/scoring.py) writes with the champion; before one exists it uses safe
-templates. Reads no warehouse table: its data are the grammar corpus (generated) and, where present,
-AdvertiseGen from $PROMO_REAL_DATA_DIR."""
+`copy_generator` trains (CUDA with bf16 when present, else CPU), evaluates the rules that must never break
+(facts, compliance) and the quality figures, publishes to the registry, and promotes when it is the first or
+keeps every rule without a worse held-out perplexity. It reads no warehouse table: its data are the grammar
+corpus (generated) and, where present, AdvertiseGen from $PROMO_REAL_DATA_DIR.
+
+`copy_ranker` (daily, in the scoring job before `promo_messages`) fits the click head
+(`ml.generator.ranker`) on the messages of earlier days whose feedback window has closed, and promotes it when
+it predicts opens and clicks better than the base rates on held-out messages.
+
+`promo_messages` (orchestration/defs/scoring.py) writes with the champion generator, ranked by the champion
+ranker (by likelihood before one exists); before a generator exists it uses safe templates."""
 
 import json
 import math
+from datetime import date, timedelta
 
 import dagster as dg
+import polars as pl
 
-from orchestration.defs.scoring import GENERATOR_NAME
+from orchestration.defs.scoring import GENERATOR_NAME, RANKER_NAME
+from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
 
 
@@ -101,4 +110,84 @@ def _perplexity(metrics: dict) -> float:
     return math.exp(loss) if isinstance(loss, int | float) else math.inf
 
 
-copywriting_assets = [copy_generator]
+class RankerTraining(dg.Config):
+    """Which feedback the click head learns from and how long it trains (a few seconds on a CPU)."""
+
+    window_days: int = 28
+    min_rows: int = 300
+    min_opens: int = 30
+    epochs: int = 300
+    seed: int = 0
+
+
+FEEDBACK_SQL = """
+    select m.decision_id, m.decision_date, m.prompt, m.template, m.message, o.label_open as opened,
+           o.label_click as clicked
+    from delivery.messages m
+    join marts.fct_delivery_outcomes o using (decision_id)
+    where m.decision_date < DATE '{day}' and m.decision_date >= DATE '{start}'
+      and o.window_closed and not o.is_holdout and m.message_source like 'generator:%'
+      and m.prompt is not null and m.template is not null
+    order by m.decision_id
+"""
+
+
+def logged_feedback(promo: PromoHome, day: date, window_days: int) -> pl.DataFrame:
+    """Generated messages sent in the `window_days` before `day` with their open/click labels (labelled
+    windows only, holdout excluded); empty before any message or feedback exists."""
+    with promo.connect() as con:
+        tables = {f"{s}.{t}" for s, t in con.sql("select table_schema, table_name from information_schema.tables").fetchall()}
+        if not {"delivery.messages", "marts.fct_delivery_outcomes"} <= tables:
+            return pl.DataFrame()
+        columns = {r[0] for r in con.sql("describe delivery.messages").fetchall()}
+        if "prompt" not in columns:  # messages written before variants were logged
+            return pl.DataFrame()
+        return con.sql(FEEDBACK_SQL.format(day=day, start=day - timedelta(days=window_days))).pl()
+
+
+@dg.asset(
+    deps=[dg.AssetKey(["marts", "fct_delivery_outcomes"])],
+    partitions_def=daily_partitions(),
+    group_name="scoring",
+    pool="duckdb",
+    kinds={"pytorch", "duckdb"},
+    description="Click head over the generator's message variants (control tokens, tone, length, slots, "
+    "words), fitted each day on earlier messages' opens and clicks; promoted when it beats the base rates "
+    "on held-out messages. promo_messages ranks its K candidates with the champion, else by likelihood.",
+)
+def copy_ranker(context: dg.AssetExecutionContext, promo: PromoHome, config: RankerTraining) -> dg.MaterializeResult:
+    from ml.generator.ranker import ClickRanker, RankerConfig
+    from ml.registry import Registry
+
+    day = date.fromisoformat(context.partition_key)
+    feedback = logged_feedback(promo, day, config.window_days)
+    cfg = RankerConfig(epochs=config.epochs, min_rows=config.min_rows, min_opens=config.min_opens, seed=config.seed)
+    ranker, metrics = ClickRanker.fit(feedback, cfg) if feedback.height else (None, {"rows": 0, "reason": "no logged feedback yet"})
+    registry = Registry(promo.paths.artifacts)
+    if ranker is None:
+        reason = f"{metrics['reason']}: candidates stay ranked by likelihood"
+        if registry.champion_version(RANKER_NAME):
+            reason = f"{metrics['reason']}: champion ranker kept"
+        context.log.info(f"copy ranker for {day}: {reason}")
+        return dg.MaterializeResult(metadata={"decision": reason, "rows": metrics.get("rows", 0),
+                                              "champion": registry.champion_version(RANKER_NAME) or ""})
+    out = promo.paths.artifacts / "runs" / context.run_id / "ranker"
+    ranker.save(out)
+    window = {"from": str(feedback["decision_date"].min()), "to": str(feedback["decision_date"].max())}
+    version = registry.publish(RANKER_NAME, out, config=cfg.to_dict(), metrics=metrics, data_window=window)
+    if metrics["valid_gain"] > 0:
+        reason = (f"held-out funnel log-loss {metrics['valid_funnel_nll']:.4f} < base rates' "
+                  f"{metrics['base_funnel_nll']:.4f} on {metrics['valid_rows']} messages")
+        registry.promote(RANKER_NAME, version.version, reason=reason, metrics=metrics)
+    else:
+        reason = (f"learned nothing: held-out funnel log-loss {metrics['valid_funnel_nll']:.4f} >= base rates' "
+                  f"{metrics['base_funnel_nll']:.4f}; champion kept")
+        registry.keep_champion(RANKER_NAME, version.version, reason=reason, metrics=metrics)
+    context.log.info(f"copy ranker {version.version} for {day}: {reason}")
+    return dg.MaterializeResult(metadata={
+        "version": version.version, "decision": reason, "champion": registry.champion_version(RANKER_NAME) or "",
+        **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
+    })
+
+
+copywriting_assets = [copy_generator, copy_ranker]

@@ -29,6 +29,7 @@ from orchestration.resources import PromoHome
 
 DECISIONS_KEY = dg.AssetKey(["delivery", "decision_log"])
 GENERATOR_NAME = "copy_generator"
+RANKER_NAME = "copy_ranker"
 
 
 class PlanSettings(dg.Config):
@@ -244,13 +245,14 @@ def _rounded(value: float | None, digits: int = 3) -> float | dg.MetadataValue:
 
 
 @dg.asset(
-    deps=[promo_plan, dg.AssetKey("copy_generator")],
+    deps=[promo_plan, dg.AssetKey("copy_generator"), dg.AssetKey("copy_ranker")],
     partitions_def=daily_partitions(),
     group_name="scoring",
     pool="duckdb",
     kinds={"duckdb"},
-    description="The words of every planned send, by the champion copy generator (K candidates, fact "
-    "verifier, compliance rules, best passing one or a safe template) or, before one is trained, safe "
+    description="The words of every planned send, by the champion copy generator (K candidates over the "
+    "tones, fact verifier, compliance rules; the best passing one by the champion click ranker, else by "
+    "likelihood, with logged exploration over variants; or a safe template) or, before one is trained, safe "
     "templates: slots filled from the offer and product records, in the user's language, within the "
     "channel's length and with its opt-out line.",
 )
@@ -259,10 +261,11 @@ def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Ma
 
     day = date.fromisoformat(context.partition_key)
     generator, version = champion_generator(promo)
+    ranker, ranker_version = champion_ranker(promo)
     with promo.connect() as con:
         sends = con.sql(
             f"""select d.decision_id, d.decision_date, d.channel, d.send_at, d.product_id, u.locale,
-                       p.title, p.brand, p.category, p.price, o.offer_id, o.offer_type, o.offer_value, o.min_spend,
+                       p.title, p.brand, p.category, p.subcategory, p.price, o.offer_id, o.offer_type, o.offer_value, o.min_spend,
                        o.valid_to, split_part(d.reason, ':', 1) as candidate_source,
                        date_diff('day', cast(u.signup_at as date), d.decision_date) as tenure_days,
                        f.recency_days, f.monetary_90d as revenue_90d
@@ -274,7 +277,7 @@ def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Ma
                 where d.decision_date = DATE '{day}' and d.action = 'send'
                 order by d.decision_id"""
         ).pl()
-    written = write_messages(sends, generator, version, seed=day.toordinal())
+    written = write_messages(sends, generator, version, seed=day.toordinal(), ranker=ranker, ranker_version=ranker_version)
     messages = sends.select("decision_id", "decision_date", "channel", "locale").join(
         written, on="decision_id", how="left", maintain_order="left"
     )
@@ -284,6 +287,7 @@ def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Ma
     return dg.MaterializeResult(metadata={
         "messages": messages.height,
         "generator": version or "none (safe templates)",
+        "ranker": f"{RANKER_NAME}:{ranker_version}" if ranker is not None else "likelihood",
         "by_source": dg.MetadataValue.json(dict(by_source)),
         "fallback_share": round(float(messages["used_fallback"].mean() or 0.0), 4) if messages.height else 0.0,
         "compliance_pass_rate": round(float(messages["compliance_passed"].mean() or 0.0), 4) if messages.height else 1.0,
@@ -304,6 +308,18 @@ def champion_generator(promo: PromoHome):
     if version is None:
         return None, ""
     return CopyGenerator.load(registry.get(GENERATOR_NAME, version).path), version
+
+
+def champion_ranker(promo: PromoHome):
+    """The champion click ranker of message variants and its version, or (None, "") before one is promoted."""
+    from ml.generator.ranker import ClickRanker
+    from ml.registry import Registry
+
+    registry = Registry(promo.paths.artifacts)
+    version = registry.champion_version(RANKER_NAME)
+    if version is None:
+        return None, ""
+    return ClickRanker.load(registry.get(RANKER_NAME, version).path), version
 
 
 @dg.asset(
