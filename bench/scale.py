@@ -43,6 +43,7 @@ FULL_USERS = 1_000_000
 CYCLE_TARGET_MINUTES = 20.0
 MEMORY_TARGET_GIB = 12.0
 RATIO_TARGET = 3.0
+BATCH_USERS = 50_000  # promo_scores' default batch (ScoringSettings.batch_users)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Steps of the daily scoring job, in order, and the warehouse count that gives each one's rows.
 # Days after the exploration day with no campaign, simulated so that its 48 h attribution window closes
@@ -72,6 +73,7 @@ class ScaleOptions:
     users: int
     products: int
     days: int
+    load_days: int  # the latest days of history that go through ingestion (the backfill is the slow part)
     sample_users: int
     epochs: int
     home: Path
@@ -79,6 +81,7 @@ class ScaleOptions:
     budget_per_user: float
     reuse: bool
     keep: bool
+    resume: bool  # the warehouse already holds the ingested history and features: start at the exploration day
 
 
 class ScaleRun:
@@ -195,7 +198,7 @@ class ScaleRun:
                 day = self.explore_day + timedelta(days=offset)
                 shutil.rmtree(self.home / "landing" / table / f"date={day}", ignore_errors=True)
 
-    def reference_ingest(self, pattern: Path) -> int:
+    def reference_ingest(self, patterns: list[str]) -> int:
         """A single DuckDB `read_parquet` insert of the same files into a scratch database."""
         path = self.home / "reference.duckdb"
         path.unlink(missing_ok=True)
@@ -203,7 +206,7 @@ class ScaleRun:
         try:
             con.execute(
                 f"create table events as select *, cast(event_at as date) as event_date, current_timestamp as _loaded_at "
-                f"from read_parquet('{pattern}', union_by_name = true)"
+                f"from read_parquet({patterns!r}, union_by_name = true)"
             )
             return int(con.execute("select count(*) from events").fetchall()[0][0])
         finally:
@@ -307,21 +310,37 @@ class ScaleRun:
         from ml.delivery.planner import PlanConfig, expand_actions
 
         con = duckdb.connect(str(self.home / "warehouse.duckdb"))
+        rows, w = 0, None
         try:
-            candidates = con.sql(f"select * from marts.fct_promo_candidates where as_of_date = DATE '{day}'").pl()
             users = con.sql("select user_id, timezone, consent_push, consent_sms, consent_email from marts.dim_users").pl()
-            actions = expand_actions(candidates, users, day, PlanConfig())
-            numeric = [c for c, t in actions.schema.items() if t.is_numeric()]
-            x = actions.select(pl.col(numeric).cast(pl.Float32).fill_null(0.0)).to_numpy()
-            x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
-            w = np.random.default_rng(self.o.seed).normal(0, 0.1, size=(x.shape[1], 3)).astype(np.float32)
-            p = 1.0 / (1.0 + np.exp(-(x @ w)))
-            out = actions.select("user_id", "product_id", "offer_id", "channel", "send_hour").with_columns(
-                pl.Series("p_click", p[:, 0]), pl.Series("p_convert_send", p[:, 1]), pl.Series("p_convert_none", p[:, 2])
-            )
-            con.register("_out", out)
-            con.execute("create or replace temp table reference_scores as select * from _out")
-            return out.height
+            ids = con.sql(
+                f"select distinct user_id from marts.fct_promo_candidates where as_of_date = DATE '{day}' order by 1"
+            ).pl()["user_id"]
+            con.execute("create or replace temp table reference_scores (user_id varchar, product_id varchar, "
+                        "offer_id varchar, channel varchar, send_hour integer, p_click float, p_convert_send float, "
+                        "p_convert_none float)")
+            for start in range(0, ids.len(), BATCH_USERS):  # the same batches of users as promo_scores
+                batch = ids.slice(start, BATCH_USERS)
+                candidates = con.sql(
+                    "select * from marts.fct_promo_candidates where as_of_date = ? and user_id between ? and ?",
+                    params=[day, batch[0], batch[-1]],
+                ).pl()
+                actions = expand_actions(candidates, users.filter(pl.col("user_id").is_in(batch.implode())), day, PlanConfig())
+                numeric = [c for c, t in actions.schema.items() if t.is_numeric()]
+                x = actions.select(pl.col(numeric).cast(pl.Float32).fill_null(0.0)).to_numpy()
+                x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+                if w is None:
+                    w = np.random.default_rng(self.o.seed).normal(0, 0.1, size=(x.shape[1], 3)).astype(np.float32)
+                p = 1.0 / (1.0 + np.exp(-(x @ w)))
+                out = actions.select("user_id", "product_id", "offer_id", "channel", "send_hour").with_columns(
+                    pl.Series("p_click", p[:, 0]), pl.Series("p_convert_send", p[:, 1]),
+                    pl.Series("p_convert_none", p[:, 2]),
+                )
+                con.register("_out", out)
+                con.execute("insert into reference_scores select * from _out")
+                con.unregister("_out")
+                rows += out.height
+            return rows
         finally:
             con.close()
 
@@ -356,25 +375,37 @@ class ScaleRun:
         os.environ["PROMO_START_DATE"] = str(self.start - timedelta(days=1))
         os.environ.pop("PROMO_WAREHOUSE", None)
         events = self.home / "landing" / "events"
+        if self.o.resume:
+            self.instance = get_instance(self.home / "dagster")
+            self.defs = build_definitions()
+            n_events = self.query("select count(*) from raw.events")
+            self.measure("reference: one hand-written SQL, user features", "reference",
+                         lambda: (self.reference_features(), n_events))
+            return self.daily(events)
         self.measure(f"simulate {self.o.users:,} users x {self.o.days} days", "setup", self.simulate)
         self.reset_platform()
         self.instance = get_instance(self.home / "dagster")
         self.defs = build_definitions()
         last = self.explore_day - timedelta(days=1)
+        first = self.explore_day - timedelta(days=self.o.load_days)
+        history_files = [str(events / f"date={first + timedelta(days=k)}" / "*.parquet") for k in range(self.o.load_days)]
         self.measure("ingest users, products, offers", "setup",
                      lambda: self.loaded(self.execute("ingest_catalog_job")))
-        self.measure(f"ingest events, {self.o.days} days (ingest_events_job)", "setup",
-                     lambda: self.loaded(self.execute("ingest_events_job", partition_range=(str(self.start), str(last)))),
+        self.measure(f"ingest events, {self.o.load_days} days (ingest_events_job)", "setup",
+                     lambda: self.loaded(self.execute("ingest_events_job", partition_range=(str(first), str(last)))),
                      reference="reference: DuckDB read_parquet insert, all days")
         self.measure("reference: DuckDB read_parquet insert, all days", "reference", self.reference_ingest,
-                     events / "*" / "*.parquet")
+                     history_files)
         n_events = self.query("select count(*) from raw.events")
         self.measure("dbt build, all features (features_job)", "setup",
                      lambda: (self.execute("features_job"), n_events),
                      reference="reference: one hand-written SQL, user features")
         self.measure("reference: one hand-written SQL, user features", "reference",
                      lambda: (self.reference_features(), n_events))
+        self.daily(events)
 
+    def daily(self, events: Path) -> None:
+        """The exploration day, the quiet days, the training and the measured daily cycle."""
         print(f"  exploration day {self.explore_day} (no model yet: uniform exploration)")
         self.scoring_job(self.explore_day, "explore")
         self.measure(f"simulated customers respond, {self.explore_day} .. {self.last_quiet}", "explore", self.respond,
@@ -390,7 +421,7 @@ class ScaleRun:
                      lambda: self.loaded(self.execute("ingest_events_job", partition_key=str(day))),
                      reference="reference: DuckDB read_parquet insert, one day")
         self.measure("reference: DuckDB read_parquet insert, one day", "reference", self.reference_ingest,
-                     events / f"date={day}" / "*.parquet")
+                     [str(events / f"date={day}" / "*.parquet")])
         self.measure(f"ingest feedback {day} (ingest_feedback_job)", "cycle",
                      lambda: self.loaded(self.execute("ingest_feedback_job", partition_key=str(day))))
         n_events = self.query("select count(*) from raw.events")
@@ -441,7 +472,7 @@ def summarize(run: ScaleRun, sampler: MemorySampler, wall: float) -> int:
           f"{cycle_peak:.2f} GiB, whole run {peak:.2f} GiB (target <= {MEMORY_TARGET_GIB:g}); ratios: {ratios}; "
           f"whole run {wall / 60:.1f} min")
     suffix = "" if run.o.users == FULL_USERS else f"_{run.o.users // 1000}k"
-    size = {"users": run.o.users, "products": run.o.products, "days": run.o.days,
+    size = {"users": run.o.users, "products": run.o.products, "days": run.o.days, "load_days": run.o.load_days,
             "events": by_name[steps[0].name].rows, "sample_users": run.o.sample_users, "epochs": run.o.epochs}
     slowest_ref = max(ratios.values(), default=0.0)
     cycle_ref = sum(by_name[s.reference].seconds for s in steps if s.phase == "cycle" and s.reference in by_name)
@@ -471,6 +502,8 @@ def parse_args(argv: list[str] | None) -> ScaleOptions:
     parser.add_argument("--users", type=int, default=FULL_USERS)
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=90, help="days of history before the exploration day")
+    parser.add_argument("--load-days", type=int, default=None,
+                        help="ingest only the latest N days of the simulated history (default: all of it)")
     parser.add_argument("--sample-users", type=int, default=50_000, help="users whose examples train the predictor")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--home", type=Path, default=None, help="PROMO_HOME of the run (default /tmp/scale_home_<N>)")
@@ -478,13 +511,19 @@ def parse_args(argv: list[str] | None) -> ScaleOptions:
     parser.add_argument("--budget-per-user", type=float, default=0.06, help="daily budget per user (demo: 300/5000)")
     parser.add_argument("--reuse", action="store_true", help="reuse a simulated shop in --home with the same config")
     parser.add_argument("--keep", action="store_true", help="keep --home afterwards (default: delete it)")
+    parser.add_argument("--resume", action="store_true",
+                        help="--home already holds the ingested history and its features (an earlier run that "
+                        "stopped later): start at the exploration day")
     a = parser.parse_args(argv)
     for name in ("users", "products", "days", "sample_users", "epochs"):
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
+    load_days = a.days if a.load_days is None else a.load_days
+    if not 1 <= load_days <= a.days:
+        parser.error(f"--load-days must be between 1 and --days ({a.days}), got {load_days}")
     home = (a.home or Path(f"/tmp/scale_home_{a.users}")).resolve()
-    return ScaleOptions(a.users, a.products, a.days, a.sample_users, a.epochs, home, a.seed, a.budget_per_user,
-                        a.reuse, a.keep)
+    return ScaleOptions(a.users, a.products, a.days, load_days, a.sample_users, a.epochs, home, a.seed, a.budget_per_user,
+                        a.reuse, a.keep or a.resume, a.resume)
 
 
 def main(argv: list[str] | None = None) -> int:
