@@ -356,8 +356,8 @@ def read_landing(
     if table.name == "feedback":
         loaded = loaded.with_columns(_feedback_id().alias("feedback_id"))
     # Per-file reconciliation.
-    loaded_per_file = Counter(Path(f).name for f in loaded["_source_file"].to_list())
-    quarantined_per_file = Counter(Path(f).name for f in quarantine["source_file"].to_list())
+    loaded_per_file = _rows_per_file(loaded["_source_file"])
+    quarantined_per_file = _rows_per_file(quarantine["source_file"])
     for f in stats.per_file:
         f.rows_loaded = loaded_per_file.get(f.file, 0)
         f.rows_quarantined = quarantined_per_file.get(f.file, 0)
@@ -371,6 +371,14 @@ def read_landing(
     if not stats.reconciled:  # a bug here would lose rows silently: fail loudly instead
         raise AssertionError(f"landing/{table.name}: rows read != loaded + quarantined: {stats.per_file}")
     return LandingBatch(loaded=loaded, quarantined=quarantine, contacts=contacts, stats=stats)
+
+
+def _rows_per_file(paths: pl.Series) -> Counter:
+    """Rows per file name, counted in polars: a Path per row cost 60 % of reading a 700k-row day."""
+    counts: Counter = Counter()
+    for path, n in paths.drop_nulls().value_counts().iter_rows():
+        counts[Path(path).name] += n
+    return counts
 
 
 def _feedback_id() -> pl.Expr:

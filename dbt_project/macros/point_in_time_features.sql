@@ -130,17 +130,31 @@ pair_product_activity as (
     group by 1
 ),
 
+-- Category totals per user and cut first, then one lookup per pair: joining every pair to all of its
+-- user's category-days (pairs x ~40 rows) spilled tens of GB at a million users.
+user_category_events as (
+    select u.user_id, u.as_of_date, c.category, sum(c.n_events) as n_events
+    from user_cuts as u
+    inner join {{ ref('int_user_category_daily') }} as c
+        on c.user_id = u.user_id
+        and c.event_date < u.as_of_date
+        and c.event_date >= u.as_of_date - 90
+    group by 1, 2, 3
+),
+
+user_category_totals as (
+    select user_id, as_of_date, sum(n_events) as n_events from user_category_events group by 1, 2
+),
+
 pair_category_affinity as (
     select
         p.pair_id,
-        sum(c.n_events) filter (where c.category = products.category) / sum(c.n_events) as u_cat_affinity
+        uc.n_events / ut.n_events as u_cat_affinity
     from {{ pairs }} as p
     inner join {{ ref('stg_products') }} as products on products.product_id = p.product_id
-    inner join {{ ref('int_user_category_daily') }} as c
-        on c.user_id = p.user_id
-        and c.event_date < p.as_of_date
-        and c.event_date >= p.as_of_date - 90
-    group by 1
+    inner join user_category_totals as ut on ut.user_id = p.user_id and ut.as_of_date = p.as_of_date
+    left join user_category_events as uc
+        on uc.user_id = p.user_id and uc.as_of_date = p.as_of_date and uc.category = products.category
 ),
 
 product_cuts as (

@@ -149,6 +149,20 @@ def score_with_champion(promo: PromoHome, actions: pl.DataFrame, cfg: PlanConfig
     )
 
 
+SCORE_COLUMNS = (
+    "user_id", "product_id", "offer_id", "channel", "send_hour", "send_at", "candidate_source",
+    "candidate_reason", "o_depth", "p_price", "p_click", "p_convert_send", "p_convert_none",
+    "expected_uplift", "expected_margin", "expected_cost",
+)
+
+
+class ScoringSettings(dg.Config):
+    """How much of the day is in memory at once: candidates are expanded and scored this many users at a
+    time (a million users' actions, with every feature, would not fit; each user's rows stay together)."""
+
+    batch_users: int = 50_000
+
+
 @dg.asset(
     deps=[dg.AssetKey("promo_candidates"), dg.AssetKey("effect_predictor")],
     partitions_def=daily_partitions(),
@@ -156,30 +170,62 @@ def score_with_champion(promo: PromoHome, actions: pl.DataFrame, cfg: PlanConfig
     pool="duckdb",
     kinds={"duckdb", "polars"},
     description="Every candidate expanded by consented channel and send hour, scored by the champion "
-    "effect predictor (or a conversion prior before the first model: uniform exploration).",
+    "effect predictor (or a conversion prior before the first model: uniform exploration), in batches of "
+    "users so memory does not grow with the shop.",
 )
-def promo_scores(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.MaterializeResult:
+def promo_scores(
+    context: dg.AssetExecutionContext, promo: PromoHome, config: ScoringSettings
+) -> dg.MaterializeResult:
+    if config.batch_users < 1:
+        raise ValueError(f"promo_scores: batch_users must be at least 1, got {config.batch_users}")
     day = date.fromisoformat(context.partition_key)
     cfg = PlanConfig()
+    n_candidates = n_actions = n_users = 0
+    model_version = "none"
     with promo.connect() as con:
-        candidates = con.sql(f"select * from marts.fct_promo_candidates where as_of_date = DATE '{day}'").pl()
         users = con.sql("select user_id, timezone, consent_push, consent_sms, consent_email from marts.dim_users").pl()
-        actions = expand_actions(candidates, users, day, cfg)
-    scored, model_version = score_with_champion(promo, actions, cfg)
-    with promo.connect() as con:
-        keep = [
-            "user_id", "product_id", "offer_id", "channel", "send_hour", "send_at", "candidate_source",
-            "candidate_reason", "o_depth", "p_price", "p_click", "p_convert_send", "p_convert_none",
-            "expected_uplift", "expected_margin", "expected_cost",
-        ]
-        out = scored.select(keep).with_columns(pl.lit(day).alias("decision_date"), pl.lit(model_version).alias("model_version"))
-        _replace_day(con, "delivery.scores", day, out, "decision_date")
+        ids = con.sql(
+            f"select distinct user_id from marts.fct_promo_candidates where as_of_date = DATE '{day}' order by 1"
+        ).pl()["user_id"]
+        # The whole day is replaced in one transaction: a failure in any batch leaves the previous rows.
+        con.execute("begin transaction")
+        try:
+            for start in range(0, max(ids.len(), 1), config.batch_users):
+                batch = ids.slice(start, config.batch_users)
+                bounds = [day, batch[0], batch[-1]] if batch.len() else [day, "", ""]
+                candidates = con.sql(
+                    "select * from marts.fct_promo_candidates where as_of_date = ? and user_id between ? and ?",
+                    params=bounds,
+                ).pl()
+                actions = expand_actions(candidates, users.filter(pl.col("user_id").is_in(batch.implode())), day, cfg)
+                scored, model_version = score_with_champion(promo, actions, cfg)
+                out = scored.select(SCORE_COLUMNS).with_columns(
+                    pl.lit(day).alias("decision_date"), pl.lit(model_version).alias("model_version")
+                )
+                con.register("_frame", out)
+                con.execute("create table if not exists delivery.scores as select * from _frame where false")
+                if start == 0:
+                    existing = {r[0] for r in con.execute("describe delivery.scores").fetchall()}
+                    for column, dtype, *_ in con.execute("describe _frame").fetchall():
+                        if column not in existing:  # a column added by a newer version: earlier days keep nulls
+                            con.execute(f'alter table delivery.scores add column "{column}" {dtype}')
+                    con.execute("delete from delivery.scores where decision_date = ?", [day])
+                con.execute("insert into delivery.scores by name select * from _frame")
+                con.unregister("_frame")
+                n_candidates, n_actions = n_candidates + candidates.height, n_actions + out.height
+                n_users += out["user_id"].n_unique()
+                context.log.info(f"{day}: scored {n_actions:,} actions of {min(start + batch.len(), ids.len()):,} users")
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
     return dg.MaterializeResult(
         metadata={
-            "candidates": candidates.height,
-            "actions_scored": out.height,
-            "users": out["user_id"].n_unique(),
+            "candidates": n_candidates,
+            "actions_scored": n_actions,
+            "users": n_users,
             "model_version": model_version,
+            "batch_users": config.batch_users,
         }
     )
 

@@ -106,29 +106,44 @@ offers as (
     where o.valid_from <= as_of.cut_at and o.valid_to > as_of.cut_at
 ),
 
+top_products as (
+    select r.user_id, r.product_id, r.candidate_source, r.candidate_reason, r.product_rank, products.category
+    from ranked_products as r
+    inner join {{ ref('stg_products') }} as products on products.product_id = r.product_id
+    where r.product_rank <= {{ var('max_candidates_per_user') }} // 2
+),
+
+covering_offers as (
+    -- The offers whose scope covers the product (the whole shop, its category or the product itself), as
+    -- three equality joins on the keys only: one join with an OR condition is a nested loop over every
+    -- product x offer, and ranking its wide rows spilled tens of GB at a million users.
+    select t.user_id, t.product_id, offers.offer_id
+    from top_products as t cross join offers where offers.scope = 'all'
+    union all
+    select t.user_id, t.product_id, offers.offer_id
+    from top_products as t inner join offers on offers.scope = 'category' and offers.scope_value = t.category
+    union all
+    select t.user_id, t.product_id, offers.offer_id
+    from top_products as t inner join offers on offers.scope = 'product' and offers.scope_value = t.product_id
+),
+
 candidates as (
-    -- Each product is paired with two of the offers that cover it (scope: the whole shop, its category or
-    -- the product itself), rotated by a hash of (user, product, day) so every offer type is tried over
-    -- time; the predictor then decides which, if any, is worth sending. An offer whose scope excludes the
-    -- product would promise a discount the checkout refuses.
-    select *
+    -- Each product is paired with two of the offers that cover it, rotated by a hash of (user, product,
+    -- day) so every offer type is tried over time; the predictor then decides which, if any, is worth
+    -- sending. An offer whose scope excludes the product would promise a discount the checkout refuses.
+    select t.user_id, t.product_id, o.offer_id, t.candidate_source, t.candidate_reason, t.product_rank, o.offer_rank
     from (
         select
-            r.user_id, r.product_id, offers.offer_id, r.candidate_source, r.candidate_reason, r.product_rank,
+            c.user_id, c.product_id, c.offer_id,
             row_number() over (
-                partition by r.user_id, r.product_id
-                order by hash(r.user_id || r.product_id || offers.offer_id || cast(as_of.as_of_date as varchar))
+                partition by c.user_id, c.product_id
+                order by hash(c.user_id || c.product_id || c.offer_id || cast(as_of.as_of_date as varchar))
             ) as offer_rank
-        from ranked_products as r
-        inner join {{ ref('stg_products') }} as products on products.product_id = r.product_id
-        inner join offers
-            on offers.scope = 'all'
-            or (offers.scope = 'category' and offers.scope_value = products.category)
-            or (offers.scope = 'product' and offers.scope_value = products.product_id)
+        from covering_offers as c
         cross join as_of
-        where r.product_rank <= {{ var('max_candidates_per_user') }} // 2
-    )
-    where offer_rank <= 2
+    ) as o
+    inner join top_products as t using (user_id, product_id)
+    where o.offer_rank <= 2
 ),
 
 pairs as (
