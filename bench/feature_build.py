@@ -142,9 +142,10 @@ def main() -> int:
         query_seconds = time.perf_counter() - start
         reference_rows = con.execute("select count(*) from bench_reference").fetchall()[0][0]
         con.close()
-        env = {**os.environ, "PROMO_WAREHOUSE": str(warehouse)}
+        # As Dagster runs it (DbtCliResource sets the same): no usage-stats upload, which has no network here.
+        env = {**os.environ, "PROMO_WAREHOUSE": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
         command = [
-            dbt_executable(), "build", "--select", "+fct_user_features", "--project-dir", str(DBT_PROJECT_DIR),
+            dbt_executable(), "build", "--select", "+fct_user_features", "--exclude", "fct_promo_candidates", "--project-dir", str(DBT_PROJECT_DIR),
             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(Path(tmp) / "target"), "--quiet",
         ]
         start = time.perf_counter()
@@ -153,9 +154,16 @@ def main() -> int:
         slowest = _slowest_nodes(Path(tmp) / "target" / "run_results.json")
         con = duckdb.connect(str(warehouse), read_only=True)
         mismatches = con.execute(
-            """select count(*) from marts.fct_user_features f join bench_reference r using (user_id)
-               where f.events_30d <> coalesce(r.events_30d, 0) or f.frequency_90d <> coalesce(r.frequency_90d, 0)
+            """select count(*) from marts.fct_user_features f full join bench_reference r using (user_id)
+               where f.user_id is null or r.user_id is null
+                  or f.events_7d <> coalesce(r.events_7d, 0) or f.events_30d <> coalesce(r.events_30d, 0)
+                  or f.events_90d <> coalesce(r.events_90d, 0) or f.frequency_7d <> coalesce(r.frequency_7d, 0)
+                  or f.frequency_30d <> coalesce(r.frequency_30d, 0) or f.frequency_90d <> coalesce(r.frequency_90d, 0)
+                  or abs(f.monetary_7d - coalesce(r.monetary_7d, 0)) > 0.01
+                  or abs(f.monetary_30d - coalesce(r.monetary_30d, 0)) > 0.01
                   or abs(f.monetary_90d - coalesce(r.monetary_90d, 0)) > 0.01 or f.recency_days <> r.recency_days
+                  or f.as_of_date <> r.as_of_date
+                  or abs(f.top_category_share - coalesce(r.top_category_share, 0)) > 1e-9
 """
         ).fetchall()[0][0]
         dbt_rows = con.execute("select count(*) from marts.fct_user_features").fetchall()[0][0]
@@ -177,6 +185,9 @@ def main() -> int:
                "users": args.users, "mismatched_users": mismatches,
                "slowest_dbt_nodes": dict(slowest[:8])},
     )
+    if mismatches:
+        print(f"FAILED: {mismatches} users whose dbt features differ from the reference query", file=sys.stderr)
+        return 1
     return 0
 
 if __name__ == "__main__":
