@@ -11,6 +11,7 @@ import duckdb
 import polars as pl
 
 from orchestration.settings import PromoPaths
+from orchestration.warehouse import table_exists
 
 DAILY_SQL = """
 select d.decision_date as day,
@@ -51,10 +52,7 @@ def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFra
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
         daily = con.sql(DAILY_SQL.format(where=where)).pl()
-        has_plans = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'delivery' and table_name = 'plans'"
-        ).fetchall()[0][0]
-        if has_plans:  # warehouses planned before delivery.plans existed have only the decisions
+        if table_exists(con, "delivery", "plans"):  # warehouses planned before delivery.plans existed have only the decisions
             plans = con.sql(PLANS_SQL.format(where=where.replace("d.decision_date", "decision_date"))).pl()
             daily = daily.join(plans, on="day", how="left")
         offers = con.sql(OFFER_SQL.format(and_where=f"and d.decision_date = DATE '{day}'" if day else "")).pl()

@@ -9,24 +9,31 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
+import pytest
+
+from orchestration.settings import PromoPaths
 
 
-def test_backfill_of_three_days_exports_within_the_rules(
-    pipeline_home: Path, tmp_path: Path, monkeypatch
-) -> None:
+@pytest.fixture
+def shop(pipeline_home: Path, tmp_path: Path, monkeypatch) -> tuple[PromoPaths, dg.Definitions, dg.DagsterInstance]:
+    """A copy of the session's small shop (the other tests expect it unchanged), its definitions and instance."""
     from orchestration.definitions import build_definitions
-    from orchestration.demo import run_job
     from orchestration.instance import get_instance
-    from orchestration.settings import PromoPaths
 
-    home = tmp_path / "home"  # a copy: the session's shop stays as the other tests expect it
+    home = tmp_path / "home"
     shutil.copytree(pipeline_home, home)
     monkeypatch.setenv("PROMO_HOME", str(home))
     paths = PromoPaths(home)
-    defs = build_definitions()
-    instance = get_instance(paths.dagster_home)
+    return paths, build_definitions(), get_instance(paths.dagster_home)
+
+
+def test_backfill_of_three_days_exports_within_the_rules(shop) -> None:
+    from orchestration.demo import run_job
+
+    paths, defs, instance = shop
     last_history_day = date.today() - timedelta(days=1)
     days = [last_history_day - timedelta(days=k) for k in (2, 1, 0)]
     checks_seen: set[str] = set()
@@ -94,24 +101,14 @@ def test_backfill_of_three_days_exports_within_the_rules(
     assert found["export_files_not_matching_table"] == 1  # the parquet file lacks the planted row
 
 
-def test_a_champion_scored_day_records_its_gap_and_reruns_to_the_same_plan(
-    pipeline_home: Path, tmp_path: Path, monkeypatch
-) -> None:
+def test_a_champion_scored_day_records_its_gap_and_reruns_to_the_same_plan(shop, tmp_path: Path) -> None:
     from ml.predictor.predict import MODEL_NAME, publish_predictor
     from ml.predictor.synthetic import synthetic_examples
     from ml.predictor.train import TrainConfig, train_predictor
     from ml.registry import Registry
-    from orchestration.definitions import build_definitions
     from orchestration.demo import run_job
-    from orchestration.instance import get_instance
-    from orchestration.settings import PromoPaths
 
-    home = tmp_path / "home"
-    shutil.copytree(pipeline_home, home)
-    monkeypatch.setenv("PROMO_HOME", str(home))
-    paths = PromoPaths(home)
-    defs = build_definitions()
-    instance = get_instance(paths.dagster_home)
+    paths, defs, instance = shop
     day = date.today() - timedelta(days=1)
     # A cold-start day first: its summary (nulls where no model) must not leave delivery.plans untyped.
     run_job(defs, instance, "daily_scoring_job", str(day - timedelta(days=1)))

@@ -26,6 +26,7 @@ from orchestration.dbt import manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
+from orchestration.warehouse import table_exists
 
 DECISIONS_KEY = dg.AssetKey(["delivery", "decision_log"])
 GENERATOR_NAME = "copy_generator"
@@ -79,19 +80,13 @@ def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date
     if not start <= day <= end:
         return 0.0
     spent = 0.0
-    if _table_exists(con, "delivery", "decisions"):
+    if table_exists(con, "delivery", "decisions"):
         spent = con.execute(
             """select coalesce(sum(expected_cost), 0) from delivery.decisions
                where action = 'send' and decision_date >= ? and decision_date < ?""",
             [start, day],
         ).fetchall()[0][0]
     return pace_budget(total, start, end, day, float(spent), settings.weekday_weights)
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
-    ).fetchall()[0][0])
 
 
 @dbt_assets(
@@ -347,25 +342,26 @@ def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Ma
 def champion_generator(promo: PromoHome):
     """The champion copy generator and its version, or (None, "") before one is trained."""
     from ml.generator.generate import CopyGenerator
-    from ml.registry import Registry
 
-    registry = Registry(promo.paths.artifacts)
-    version = registry.champion_version(GENERATOR_NAME)
-    if version is None:
-        return None, ""
-    return CopyGenerator.load(registry.get(GENERATOR_NAME, version).path), version
+    return _champion(promo, GENERATOR_NAME, CopyGenerator.load)
 
 
 def champion_ranker(promo: PromoHome):
     """The champion click ranker of message variants and its version, or (None, "") before one is promoted."""
     from ml.generator.ranker import ClickRanker
+
+    return _champion(promo, RANKER_NAME, ClickRanker.load)
+
+
+def _champion(promo: PromoHome, name: str, load):
+    """`load(path)` of the registry's champion of `name`, with its version; (None, "") when there is none."""
     from ml.registry import Registry
 
     registry = Registry(promo.paths.artifacts)
-    version = registry.champion_version(RANKER_NAME)
+    version = registry.champion_version(name)
     if version is None:
         return None, ""
-    return ClickRanker.load(registry.get(RANKER_NAME, version).path), version
+    return load(registry.get(name, version).path), version
 
 
 @dg.asset(
