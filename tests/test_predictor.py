@@ -112,20 +112,44 @@ def test_forward_shapes_and_margin(frame):
 
 
 def test_wide_model_starts_at_the_logistic_regressions(frame):
-    from ml.predictor.baselines import TLearner
+    from ml.predictor.baselines import design_matrix, fit_wide_start
 
     enc = FeatureEncoder.fit(frame, contract_spec())
     data = enc.transform(frame)
     torch.manual_seed(0)
     model = EffectPredictor(TINY, enc)
-    model.init_wide(data, enc)
+    l2 = model.init_wide(data, enc)
     with torch.no_grad():
         out = model.eval()(data.tensors)
-    lr = TLearner(enc).fit(data).predict(data)
-    for key in ("convert_send", "convert_none", "click"):
-        assert np.allclose(torch.sigmoid(out[key]).numpy(), lr[key], atol=1e-5), key
+    start = fit_wide_start(data, enc)
+    assert l2 == start.l2
+    x_t, x_c = design_matrix(data, enc, with_action=True), design_matrix(data, enc, with_action=False)
+    none_logit = x_c @ start.beta_none
+    expected = {
+        "convert_none": torch.sigmoid(none_logit),
+        "convert_send": torch.sigmoid(none_logit + x_t @ start.beta_delta),
+        "click": torch.sigmoid(x_t @ start.beta_click),
+    }
+    for key, value in expected.items():
+        assert np.allclose(torch.sigmoid(out[key]).numpy(), value.numpy(), atol=1e-5), key
     with pytest.raises(ValueError, match="wide=True"):
         EffectPredictor(ModelConfig(**{**TINY.to_dict(), "wide": False}), enc).init_wide(data, enc)
+
+
+def test_cross_validation_shrinks_an_effect_fitted_on_a_handful_of_purchases():
+    """A shop's first day: 300 sends, 8 purchases, 40 features of noise. The fixed weak penalty lets some rows'
+    fitted shift of the logit grow large; the cross-validated one shrinks it towards the constant."""
+    from ml.predictor.baselines import L2_GRID, fit_logistic, fit_logistic_cv
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(300, 40, generator=gen, dtype=torch.float64), torch.ones(300, 1, dtype=torch.float64)], 1)
+    y = torch.zeros(300, dtype=torch.float64)
+    y[torch.randperm(300, generator=gen)[:8]] = 1.0
+    w = torch.ones(300, dtype=torch.float64)
+    weak = fit_logistic(x, y, w, l2=1e-3)
+    tuned, l2 = fit_logistic_cv(x, y, w)
+    assert l2 in L2_GRID and l2 > 1e-3
+    assert (x @ tuned).std() < 0.5 * (x @ weak).std()
 
 
 def test_cold_start_users_and_products_score(tmp_path, frame):

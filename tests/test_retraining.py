@@ -224,7 +224,7 @@ def test_failed_retraining_leaves_the_champion_serving(tmp_path, monkeypatch) ->
     monkeypatch.setattr(train_module, "train_predictor", out_of_memory)
     result = dg.materialize(
         [retrained_predictor], resources={"promo": promo}, raise_on_error=False,
-        run_config={"ops": {"retrained_predictor": {"config": {"min_rows": 100}}}},
+        run_config={"ops": {"retrained_predictor": {"config": {"min_rows": 100, "min_send_conversions": 0}}}},
     )
     assert not result.success
     assert registry.champion_version(MODEL_NAME) == version.version
@@ -233,3 +233,28 @@ def test_failed_retraining_leaves_the_champion_serving(tmp_path, monkeypatch) ->
     predictor, served = predictor_from_registry(registry)
     assert served.version == version.version
     assert predictor.score(frame.head(5)).height == 5
+
+
+def test_no_model_is_trained_on_a_handful_of_purchases_after_sends(tmp_path) -> None:
+    """Enough logged decisions but too few purchases after a send: exploration goes on, nothing is published."""
+    from ml.predictor.predict import MODEL_NAME
+    from ml.predictor.synthetic import synthetic_examples
+    from ml.registry import Registry
+    from orchestration.defs.training import effect_predictor, training_set_path
+    from orchestration.resources import PromoHome
+
+    promo = PromoHome(home=str(tmp_path))
+    frame = synthetic_examples(n_rows=1500, n_days=4, seed=1)
+    history = frame.filter(pl.col("as_of_date") < sorted(frame["as_of_date"].unique())[-2])
+    send_conversions = history.filter(pl.col("is_treated") & pl.col("label_convert")).height
+    assert send_conversions > 0
+    path = training_set_path(promo)
+    path.parent.mkdir(parents=True)
+    frame.write_parquet(path)
+    result = dg.materialize(
+        [effect_predictor], resources={"promo": promo},
+        run_config={"ops": {"effect_predictor": {"config": {"min_rows": 100, "min_send_conversions": send_conversions + 1}}}},
+    )
+    assert result.success
+    assert not result.get_asset_materialization_events()
+    assert Registry(promo.paths.artifacts).list_versions(MODEL_NAME) == []

@@ -142,41 +142,43 @@ class EffectPredictor(nn.Module):
         self.effect_head[-1].bias[1] = logit(p_click)
 
     @torch.no_grad()
-    def init_wide(self, data: EncodedFrame, encoder: FeatureEncoder) -> None:
-        """Start at the logistic regressions (the T-learner's, fitted on `data`): the wide terms take their
-        coefficients, the heads' biases their intercepts, and the deep heads' last layers start at zero, so
-        training begins where the linear models end and the deep part learns only what they miss."""
-        from ml.predictor.baselines import TLearner
+    def init_wide(self, data: EncodedFrame, encoder: FeatureEncoder, seed: int = 0) -> dict[str, float]:
+        """Start at the logistic regressions of `baselines.fit_wide_start` (fitted on `data`): the wide terms
+        take their coefficients, the heads' biases their intercepts, and the deep heads' last layers start at
+        zero, so training begins where the linear models end and the deep part learns only what they miss.
+        Returns the L2 strengths cross-validation chose."""
+        from ml.predictor.baselines import fit_wide_start
 
         if not self.cfg.wide:
             raise ValueError("init_wide needs a model built with ModelConfig(wide=True)")
-        lr = TLearner(encoder).fit(data)
-        none, send, click = (b.float() for b in (lr.beta_none, lr.beta_send, lr.beta_click))  # (F,) each
+        start = fit_wide_start(data, encoder, seed)
+        none, delta, click = (b.float() for b in (start.beta_none, start.beta_delta, start.beta_click))  # (F,) each
         spec = encoder.spec
         n_num, n_act = len(spec.numeric), len(spec.action_numeric)
         ctx_width = n_num + sum(len(encoder.vocabularies[c]) - 1 for c in spec.categorical)
-        # Context columns: the baseline's coefficients, the send model's minus them (delta), the click model's.
-        ctx = torch.stack([none[:ctx_width], send[:ctx_width] - none[:ctx_width], click[:ctx_width]])  # (3, ctx)
+        # Context columns: the baseline's coefficients, the send's shift (delta), the click model's.
+        ctx = torch.stack([none[:ctx_width], delta[:ctx_width], click[:ctx_width]])  # (3, ctx)
         self.wide_context.weight.copy_(ctx[:, :n_num])
-        start = n_num
+        offset = n_num
         for col, emb in zip(spec.categorical, self.wide_context_cat, strict=True):
             width = len(encoder.vocabularies[col]) - 1  # one-hot without the unknown value
             emb.weight.zero_()
-            emb.weight[1:] = ctx[:, start : start + width].T
-            start += width
-        act = torch.stack([send[ctx_width:-1], click[ctx_width:-1]])  # (2, action columns)
+            emb.weight[1:] = ctx[:, offset : offset + width].T
+            offset += width
+        act = torch.stack([delta[ctx_width:-1], click[ctx_width:-1]])  # (2, action columns)
         self.wide_action.weight.copy_(act[:, :n_act])
-        start = n_act
+        offset = n_act
         for col, emb in zip(spec.action_categorical, self.wide_action_cat, strict=True):
             width = len(encoder.vocabularies[col]) - 1
             emb.weight.zero_()
-            emb.weight[1:] = act[:, start : start + width].T
-            start += width
+            emb.weight[1:] = act[:, offset : offset + width].T
+            offset += width
         self.baseline_head[-1].weight.zero_()
         self.effect_head[-1].weight.zero_()
         self.baseline_head[-1].bias.fill_(float(none[-1]))
-        self.effect_head[-1].bias[0] = float(send[-1] - none[-1])
+        self.effect_head[-1].bias[0] = float(delta[-1])
         self.effect_head[-1].bias[1] = float(click[-1])
+        return start.l2
 
     def context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The user x product context (features and behaviour sequence), shared by all actions on it:

@@ -233,7 +233,7 @@ def train_predictor(
     else:
         model.init_output_bias(*base_rates(train_df, spec))
         if model.cfg.wide:
-            model.init_wide(train_encoded, encoder)
+            model.init_wide(train_encoded, encoder, cfg.seed)
     del train_encoded  # the packed copy is what training reads
     model = model.to(device)
     wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model

@@ -84,6 +84,10 @@ def training_dataset(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.
 class PredictorTraining(dg.Config):
     epochs: int = 8
     min_rows: int = 5000  # fewer labelled decisions than this: keep collecting (exploration) instead
+    # Fewer purchases after a send than this in the training days: keep exploring. A shop's first labelled
+    # day has a handful; an uplift fitted on them sent the demo's budget to noise (closed loop: 6 % of the
+    # oracle, below random).
+    min_send_conversions: int = 30
     gate_days: int = 2  # latest labelled days held out of training and used by the promotion gate
     min_improvement: float = 0.0  # incremental margin per decision the DR interval's lower end must beat
     seed: int = 0
@@ -126,6 +130,12 @@ def train_and_gate(context: dg.AssetExecutionContext, promo: PromoHome, config: 
     gate_days = days[-min(config.gate_days, MAX_GATE_DAYS, len(days) - 1):]
     history = frame.filter(pl.col("as_of_date") < gate_days[0])
     held_out = frame.filter(pl.col("as_of_date").is_in(gate_days))
+    send_conversions = history.filter(pl.col("is_treated") & pl.col("label_convert")).height
+    if send_conversions < config.min_send_conversions:
+        context.log.info(
+            f"{send_conversions} purchase(s) after a send before {gate_days[0]}: need {config.min_send_conversions}"
+        )
+        return
     train_df, valid_df = split_examples(history, "auto", seed=config.seed)
 
     registry = Registry(promo.paths.artifacts)
