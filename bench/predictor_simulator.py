@@ -74,7 +74,7 @@ def build_log(home: Path, opt: LogOptions) -> pl.DataFrame:
     `is_exploration` (the user was in the randomized draw) and `true_uplift` (the oracle's, for the logged
     action) joined on."""
     from orchestration.definitions import build_definitions
-    from orchestration.defs.scoring import PlanSettings
+    from orchestration.defs.scoring import PlanSettings, plan_run_config
     from orchestration.demo import (
         QUIET,
         read_export,
@@ -101,9 +101,9 @@ def build_log(home: Path, opt: LogOptions) -> pl.DataFrame:
     cursors: dict[str, str | None] = {}
     run_sensor_cursor_only(defs, instance, "feedback_landing_sensor", cursors)
 
-    plan = PlanSettings(budget=opt.budget, cap_per_7d=opt.cap_per_7d, sms_quota=opt.sms_quota, seed=opt.seed).model_dump()
+    plan = PlanSettings(budget=opt.budget, cap_per_7d=opt.cap_per_7d, sms_quota=opt.sms_quota, seed=opt.seed)
     scoring = defs.resolve_job_def("daily_scoring_job")
-    run_config = {**QUIET, "ops": {"promo_plan": {"config": plan}, _check_op(scoring): {"config": plan}}}
+    run_config = {**QUIET, **plan_run_config(scoring, plan)}
     truths = []
     for offset in range(opt.loop_days + opt.settle_days):
         day = last + timedelta(days=offset + 1)
@@ -134,14 +134,6 @@ def build_log(home: Path, opt: LogOptions) -> pl.DataFrame:
     log = examples.join(pl.concat(truths), on="decision_id", how="inner")
     print(f"  log: {log.height} labelled decisions of {examples.height} ({time.perf_counter() - started:.0f} s)")
     return log
-
-
-def _check_op(job) -> str:
-    """The op name of the plan's blocking check (it takes the same PlanSettings as the plan)."""
-    names = [n for n in job.graph.node_dict if "plan_respects_the_rules" in n]
-    if len(names) != 1:
-        raise RuntimeError(f"expected one plan_respects_the_rules op in daily_scoring_job, found {names}")
-    return names[0]
 
 
 def sizes(frame: pl.DataFrame) -> dict[str, int]:

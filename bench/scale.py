@@ -121,10 +121,11 @@ class ScaleRun:
         }
 
     def run_config(self, job: str) -> dict[str, Any]:
+        from orchestration.defs.scoring import PlanSettings, plan_run_config
+
         config = dict(QUIET)
         if job == "daily_scoring_job":
-            plan = {"config": self.plan_config()}
-            config["ops"] = {"promo_plan": plan, "promo_plan_plan_respects_the_rules": plan}
+            config.update(plan_run_config(self.defs.resolve_job_def(job), PlanSettings(**self.plan_config())))
         return config
 
     def execute(self, job: str, partition_key: str | None = None, partition_range: tuple[str, str] | None = None):

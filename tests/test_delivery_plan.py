@@ -122,3 +122,19 @@ def test_gx_suite_of_the_plan_passes_a_real_plan_and_catches_planted_faults() ->
     failed = {(f.expectation, f.column) for f in bad.failed if f.severity == "error"}
     assert ("expect_column_values_to_be_between", "propensity") in failed
     assert ("expect_compound_columns_to_be_unique", None) in failed
+
+
+def test_plan_settings_reach_the_plan_and_every_check_that_judges_it() -> None:
+    """A cap set for the plan but not for the export's check made a correct export fail (cap 7 vs 2)."""
+    from orchestration.definitions import build_definitions
+    from orchestration.defs.scoring import PlanSettings, plan_run_config
+
+    job = build_definitions().resolve_job_def("daily_scoring_job")
+    config = plan_run_config(job, PlanSettings(cap_per_7d=7))
+    assert set(config["ops"]) == {
+        "promo_plan", "promo_plan_plan_respects_the_rules", "delivery_export_export_respects_the_rules"
+    }
+    assert all(op["config"]["cap_per_7d"] == 7 for op in config["ops"].values())
+    import dagster as dg
+
+    dg.validate_run_config(job, config)  # the job's schema accepts it as it is

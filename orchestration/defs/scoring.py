@@ -7,6 +7,7 @@ decision logic lives in `ml.delivery.planner`; this module reads and writes tabl
 import json
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -68,6 +69,22 @@ class PlanSettings(dg.Config):
             channel_quota={"sms": self.sms_quota},
             seed=self.seed,
         )
+
+
+def plan_run_config(job: dg.JobDefinition, settings: PlanSettings) -> dict[str, Any]:
+    """Run config giving `settings` to every op of `job` that takes PlanSettings: the plan and the checks that
+    judge it against the same knobs (a cap of 7 for the plan but the default 2 for the export's check would
+    fail a correct export)."""
+    fields = set(PlanSettings.model_fields)
+    names = [
+        name
+        for name, node in job.graph.node_dict.items()
+        if (schema := node.definition.config_schema) is not None
+        and set(getattr(schema.config_type, "fields", {}) or {}) == fields
+    ]
+    if not names:
+        raise ValueError(f"job {job.name!r} has no op configured by PlanSettings")
+    return {"ops": {name: {"config": settings.model_dump()} for name in names}}
 
 
 def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date) -> float:
