@@ -69,6 +69,11 @@ class PromoPaths:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def dbt_runs(self) -> Path:
+        """dbt's target folders of the Dagster runs on this home, and the partial-parse state they share."""
+        return self.home / "dbt"
+
     def landing_table(self, table: str) -> Path:
         return self.landing / table
 
@@ -78,6 +83,10 @@ class PromoPaths:
 
 def is_uri(location: str) -> bool:
     return bool(_URI.match(location))
+
+
+DEFAULT_MEMORY_LIMIT = "50%"
+_MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(%|[KMGT]i?B)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,9 @@ class WarehouseTarget:
     location: str
     extensions: tuple[str, ...] = ()
     data_path: str | None = None
+    # DuckDB's own default is 80 % of RAM per process; dbt's subprocess and Dagster's process together
+    # then overran the machine at a million users. Beyond the limit DuckDB spills to disk.
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     @property
     def database(self) -> str:
@@ -107,7 +119,8 @@ class WarehouseTarget:
 
 
 def warehouse_target(home: Path) -> WarehouseTarget:
-    """Read `PROMO_DBT_TARGET`, `PROMO_WAREHOUSE`, `PROMO_WAREHOUSE_DATA_PATH`, `PROMO_DUCKDB_EXTENSIONS`.
+    """Read `PROMO_DBT_TARGET`, `PROMO_WAREHOUSE`, `PROMO_WAREHOUSE_DATA_PATH`, `PROMO_DUCKDB_EXTENSIONS`,
+    `PROMO_DUCKDB_MEMORY_LIMIT`.
 
     Local paths are made absolute (dbt runs in dbt_project/); URIs are passed through untouched.
     """
@@ -128,7 +141,14 @@ def warehouse_target(home: Path) -> WarehouseTarget:
     for name in extensions:
         if not re.fullmatch(r"[A-Za-z0-9_]+", name):
             raise ValueError(f"PROMO_DUCKDB_EXTENSIONS: {name!r} is not an extension name (comma-separated names)")
-    return WarehouseTarget(target, location, extensions, os.environ.get("PROMO_WAREHOUSE_DATA_PATH") or None)
+    memory_limit = os.environ.get("PROMO_DUCKDB_MEMORY_LIMIT", "").strip() or DEFAULT_MEMORY_LIMIT
+    if not _MEMORY_LIMIT.fullmatch(memory_limit):
+        raise ValueError(
+            f"PROMO_DUCKDB_MEMORY_LIMIT={memory_limit!r} is not a DuckDB memory limit (e.g. 50%, 8GB, 12GiB)"
+        )
+    return WarehouseTarget(
+        target, location, extensions, os.environ.get("PROMO_WAREHOUSE_DATA_PATH") or None, memory_limit
+    )
 
 
 def promo_home() -> Path:

@@ -1,12 +1,14 @@
 """The daily plan around the allocator: hard rules hold against planted temptations, the plan is
 reproducible, and logged propensities match how often each action is really chosen."""
 
+from dataclasses import replace
 from datetime import date, datetime
 
+import numpy as np
 import polars as pl
 import pytest
 
-from ml.delivery.planner import PlanConfig, plan_day
+from ml.delivery.planner import PLAN_COLUMNS, PlanConfig, plan_day
 
 DAY = date(2026, 11, 2)
 
@@ -23,7 +25,10 @@ def _scored(users: list[str], value: dict[tuple[str, str], float]) -> pl.DataFra
                     "expected_margin": value.get((u, channel), 1.0), "expected_cost": 1.0,
                 }
             )
-    return pl.DataFrame(rows)
+    frame = pl.DataFrame(rows)
+    # Exactly what promo_plan reads from delivery.scores: every test here plans from those columns alone.
+    assert set(frame.columns) == set(PLAN_COLUMNS)
+    return frame
 
 
 def test_plan_respects_caps_holdout_budget_and_logs_exact_propensities() -> None:
@@ -138,3 +143,29 @@ def test_plan_settings_reach_the_plan_and_every_check_that_judges_it() -> None:
     import dagster as dg
 
     dg.validate_run_config(job, config)  # the job's schema accepts it as it is
+
+
+def test_cold_start_exploration_keeps_the_sms_quota_with_exact_propensities() -> None:
+    """Before any model, the uniform draw ignored the SMS quota and the plan's blocking check failed the day."""
+    users = [f"u{i:05d}" for i in range(4000)]
+    cfg = PlanConfig(budget=1e9, epsilon=0.1, holdout_share=0.0, channel_quota={"sms": 150}, seed=11)
+    cold = _scored(users, {}).with_columns(pl.lit(None, pl.Float64).alias("expected_margin"))
+    # Uncapped, half of 0.3 x 4,000 sends (600) would be SMS.
+    sms_sends, push_sends = [], []
+    for seed in range(6):
+        plan = plan_day(cold, DAY, replace(cfg, seed=seed), None).decisions
+        sends = plan.filter(pl.col("action") == "send")
+        sms = sends.filter(pl.col("channel") == "sms")
+        assert 0 < sms.height <= 150
+        # Exact propensities: an SMS action's is q * a / 2, a push action's q / 2, nothing's 1 - q (1 + a) / 2.
+        (p_sms,) = sms["propensity"].unique().to_list()
+        (p_push,) = sends.filter(pl.col("channel") == "push")["propensity"].unique().to_list()
+        assert p_push == pytest.approx(0.15)
+        a = p_sms / 0.15
+        (p_none,) = plan.filter(pl.col("action") == "none")["propensity"].unique().to_list()
+        assert p_none == pytest.approx(1 - 0.3 * (1 + a) / 2)
+        sms_sends.append(sms.height / len(users))
+        push_sends.append(sends.height / len(users) - sms.height / len(users))
+    # Frequencies match the logged propensities.
+    assert np.mean(push_sends) == pytest.approx(p_push, rel=0.05)
+    assert np.mean(sms_sends) == pytest.approx(p_sms, rel=0.1)

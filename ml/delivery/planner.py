@@ -187,6 +187,42 @@ DECISION_SCHEMA = {
 }
 
 
+# What plan_day reads of a scored action: the daily plan selects only these (the rest of a day's scores
+# is ~1 GiB per million actions it need not hold).
+PLAN_COLUMNS = (
+    "user_id", "product_id", "offer_id", "channel", "send_hour", "send_at",
+    "expected_cost", "expected_margin", "expected_uplift", "candidate_source", "candidate_reason",
+)
+
+
+def quota_acceptance(send_probability: np.ndarray, quota: float, sds: float = 4.0) -> float:
+    """The share a of a channel's actions kept so that its sends (independent draws with probabilities
+    a * p) stay within `quota` at mean + `sds` standard deviations; 1 when there is room."""
+
+    def upper(a: float) -> float:
+        p = a * send_probability
+        return float(p.sum() + sds * np.sqrt((p * (1 - p)).sum()))
+
+    if upper(1.0) <= quota:
+        return 1.0
+    low, high = 0.0, 1.0
+    for _ in range(40):  # bisection: upper() increases with a
+        mid = (low + high) / 2
+        low, high = (mid, high) if upper(mid) <= quota else (low, mid)
+    return low
+
+
+def drop_over_quota(send: np.ndarray, channel: np.ndarray, quota: dict[str, float], rng: np.random.Generator) -> np.ndarray:
+    """Unsends a random excess where a draw still overran a channel's quota. `quota_acceptance` makes that
+    a 4-sd event (about 1 day in 30,000); on such a day the quota wins over exact propensities."""
+    send = send.copy()
+    for name, limit in quota.items():
+        sent = np.flatnonzero(send & (channel == name))
+        if len(sent) > limit:
+            send[rng.choice(sent, size=len(sent) - int(limit), replace=False)] = False
+    return send
+
+
 def plan_day(
     scored: pl.DataFrame,
     day: date,
@@ -226,10 +262,22 @@ def plan_day(
         mean_cost = np.bincount(user_of_action, weights=cost, minlength=n_users) / np.maximum(n_actions, 1)
         planned = mean_cost[eligible_user].sum()
         q = min(cfg.cold_start_send_rate, 0.8 * cfg.budget / planned) if planned > 0 else cfg.cold_start_send_rate
+        # A channel under a quota keeps each of its actions with probability accept[c], sized so its
+        # expected sends + 4 sd fit the quota; every logged propensity stays exact.
+        channel = frame["channel"].to_numpy()
+        accept = np.ones(frame.height)
+        for name, quota in cfg.channel_quota.items():
+            on = channel == name
+            share = np.bincount(user_of_action[on], minlength=n_users) / np.maximum(n_actions, 1)
+            accept[on] = quota_acceptance(q * share[eligible_user], quota)
+        kept = np.bincount(user_of_action, weights=accept, minlength=n_users) / np.maximum(n_actions, 1)
         send = eligible_user & (rng.random(n_users) < q)
-        pick = (rng.random(n_users) * n_actions).astype(np.int64)
-        chosen = np.where(send, first + pick, -1)
-        propensity = np.where(send, q / n_actions, 1.0 - q)
+        pick = first + (rng.random(n_users) * n_actions).astype(np.int64)
+        if (accept < 1).any():  # only then a third draw: with room everywhere, plans are as before
+            send &= rng.random(n_users) < accept[pick]
+        send = drop_over_quota(send, channel[pick], cfg.channel_quota, rng)
+        chosen = np.where(send, pick, -1)
+        propensity = np.where(send, q * accept[np.maximum(chosen, 0)] / np.maximum(n_actions, 1), 1.0 - q * kept)
         explored = eligible_user.copy()
         policy = f"uniform-exploration-q{q:.3f}"
     else:

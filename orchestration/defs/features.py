@@ -5,7 +5,7 @@ so that dbt tests run as asset checks and a failing test stops what depends on i
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.dbt import DECISION_LOG_KEY, manifest_path, translator
+from orchestration.dbt import DECISION_LOG_KEY, dbt_build, manifest_path, translator
 from orchestration.resources import PromoHome
 
 CANDIDATES_MODEL = "fct_promo_candidates"
@@ -20,7 +20,7 @@ CANDIDATES_MODEL = "fct_promo_candidates"
 )
 def feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, promo: PromoHome):
     promo.export_env()
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt_build(dbt, ["build"], context, promo.paths.dbt_runs)
 
 
 decision_log = dg.AssetSpec(

@@ -4,7 +4,7 @@ promo_candidates (dbt) -> promo_scores -> promo_plan -> promo_messages -> delive
 Each asset replaces its day in the warehouse (re-running a day gives the same rows, seeded), and the
 decision logic lives in `ml.delivery.planner`; this module reads and writes tables around it."""
 
-import json
+import os
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from ml.delivery.planner import (
     CHANNEL_COST,
+    PLAN_COLUMNS,
     PlanConfig,
     empty_plan,
     expand_actions,
@@ -23,7 +24,7 @@ from ml.delivery.planner import (
     prior_scores,
 )
 from ml.delivery.policy import pace_budget
-from orchestration.dbt import manifest_path, translator
+from orchestration.dbt import dbt_build, manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
@@ -116,8 +117,12 @@ def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date
 )
 def promo_candidates(context: dg.AssetExecutionContext, dbt: DbtCliResource, promo: PromoHome):
     promo.export_env()
-    day = context.partition_key
-    yield from dbt.cli(["build", "--vars", json.dumps({"scoring_date": day})], context=context).stream()
+    # The day goes by environment, not --vars: changed vars make dbt re-parse the whole project every day.
+    os.environ["PROMO_SCORING_DATE"] = context.partition_key
+    try:
+        yield from dbt_build(dbt, ["build"], context, promo.paths.dbt_runs)
+    finally:
+        os.environ.pop("PROMO_SCORING_DATE", None)
 
 
 def _replace_day(con: duckdb.DuckDBPyConnection, table: str, day: date, frame: pl.DataFrame, date_column: str) -> None:
@@ -257,15 +262,18 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
     with promo.connect() as con:
         cfg = config.plan_config(day_budget(con, config, day))
         scored = con.sql(
-            f"select * from delivery.scores where decision_date = DATE '{day}' "
+            f"select {', '.join(PLAN_COLUMNS)} from delivery.scores where decision_date = DATE '{day}' "
             "order by user_id, product_id, offer_id, channel, send_hour"
         ).pl()
+        versions = con.execute(
+            "select distinct model_version from delivery.scores where decision_date = ?", [day]
+        ).fetchall()
         recent = con.sql(
             f"""select user_id, count(*)::int as n_sends from delivery.decisions
                 where action = 'send' and decision_date between DATE '{day - timedelta(days=6)}' and DATE '{day - timedelta(days=1)}'
                 group by user_id"""
         ).pl()
-        model_version = scored["model_version"][0] if scored.height else "none"
+        model_version = versions[0][0] if versions else "none"
         plan = plan_day(scored, day, cfg, model_version, recent) if scored.height else empty_plan(day, cfg)
         _replace_day(con, "delivery.decisions", day, plan.decisions, "decision_date")
         _replace_day(con, "delivery.plans", day, plan.summary.as_frame(), "decision_date")
