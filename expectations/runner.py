@@ -43,6 +43,18 @@ class ValidationSummary:
     evaluated: int
     failed: list[FailedExpectation] = field(default_factory=list)
 
+    @classmethod
+    def combine(cls, parts: list[ValidationSummary]) -> ValidationSummary:
+        """One summary of a suite validated in parts (a backfill, a few days at a time)."""
+        if not parts:
+            raise ValueError("nothing was validated")
+        return cls(
+            suite=parts[0].suite,
+            rows=sum(p.rows for p in parts),
+            evaluated=sum(p.evaluated for p in parts),
+            failed=[f for p in parts for f in p.failed],
+        )
+
     def passed(self, severity: str) -> bool:
         return not any(f.severity == severity for f in self.failed)
 

@@ -47,7 +47,11 @@ def open_warehouse(target: WarehouseTarget, read_only: bool = False) -> duckdb.D
     if target.target == "dev" and not is_uri(target.location):
         Path(target.location).parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = duckdb.connect(":memory:" if target.target == "shared" else target.location, read_only=read_only and target.target != "shared")
+        con = duckdb.connect(
+            ":memory:" if target.target == "shared" else target.location,
+            read_only=read_only and target.target != "shared",
+            config={"memory_limit": target.memory_limit},
+        )
     except duckdb.Error as err:
         raise duckdb.Error(f"cannot open the warehouse {target.location!r} (PROMO_WAREHOUSE, target {target.target}): {err}") from err
     try:

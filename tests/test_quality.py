@@ -80,3 +80,19 @@ def test_suites_are_data_and_severity_splits_errors_from_drift() -> None:
     assert ("expect_column_values_to_be_unique", "product_id") in failed
     assert ("expect_column_values_to_be_between", "price") in failed
     assert not summary.passed("error") and summary.passed("warn")
+
+
+def test_a_backfill_is_validated_a_few_days_at_a_time() -> None:
+    from orchestration.defs.quality import day_chunks
+
+    first = date(2026, 11, 1)
+    rows = {first + timedelta(days=k): 400 for k in range(10)}
+    rows[first + timedelta(days=4)] = 5000  # a day bigger than the budget stands alone
+    chunks = day_chunks(first, first + timedelta(days=9), rows, max_rows=1000)
+    assert chunks[0] == (first, first + timedelta(days=1))
+    assert (first + timedelta(days=4), first + timedelta(days=4)) in chunks
+    covered = [c[0] + timedelta(days=k) for c in chunks for k in range((c[1] - c[0]).days + 1)]
+    assert covered == [first + timedelta(days=k) for k in range(10)]  # every day once, in order
+    assert all(sum(rows[c[0] + timedelta(days=k)] for k in range((c[1] - c[0]).days + 1)) <= 1000
+               for c in chunks if c[0] != c[1])
+    assert day_chunks(first, first, {}, max_rows=1000) == [(first, first)]

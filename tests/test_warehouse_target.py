@@ -10,6 +10,7 @@ import subprocess
 import duckdb
 import pytest
 
+from orchestration.resources import open_warehouse
 from orchestration.settings import DBT_PROJECT_DIR, PromoPaths, WarehouseTarget, warehouse_target
 
 ENV = ("PROMO_DBT_TARGET", "PROMO_WAREHOUSE", "PROMO_WAREHOUSE_DATA_PATH", "PROMO_DUCKDB_EXTENSIONS")
@@ -131,3 +132,15 @@ def test_shared_duckdb_file_end_to_end(monkeypatch, tmp_path):
     with PromoHome().connect(read_only=True) as con:  # the resource reads it back through the attach
         assert con.execute("select current_database()").fetchone() == ("promoloop",)
         assert con.execute("select count(*) from marts.dim_products").fetchone() == (2,)
+
+
+def test_duckdb_memory_limit_reaches_every_session(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMO_DUCKDB_MEMORY_LIMIT", "plenty")
+    with pytest.raises(ValueError, match="PROMO_DUCKDB_MEMORY_LIMIT='plenty' is not a DuckDB memory limit"):
+        warehouse_target(tmp_path)
+    monkeypatch.setenv("PROMO_DUCKDB_MEMORY_LIMIT", "1GiB")
+    con = open_warehouse(warehouse_target(tmp_path))
+    try:
+        assert con.execute("select current_setting('memory_limit')").fetchall()[0][0] == "1.0 GiB"
+    finally:
+        con.close()

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 
 from orchestration.defs.scoring import PlanSettings
@@ -34,9 +35,12 @@ def training_set_path(promo: PromoHome) -> Path:
     return datasets_dir(promo) / "training_examples.parquet"
 
 
-def _write(frame: pl.DataFrame, path: Path) -> None:
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """DuckDB writes the query's result to Parquet itself (streaming: the mart never sits in Python memory,
+    17 GiB at a million users) and the file replaces the old one whole."""
     tmp = path.with_suffix(".tmp")
-    frame.write_parquet(tmp)
+    quoted = str(tmp).replace("'", "''")
+    con.execute(f"copy ({query}) to '{quoted}' (format parquet)").fetchall()
     tmp.replace(path)
 
 
@@ -52,30 +56,40 @@ def training_dataset(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.
     folder = datasets_dir(promo)
     folder.mkdir(parents=True, exist_ok=True)
     with promo.connect() as con:
-        frame = con.sql("select * from marts.fct_training_examples order by decision_id").pl()
-        days = sorted(frame["as_of_date"].unique().to_list())[-MAX_GATE_DAYS:] if frame.height else []
+        rows, treated, conversions, first, last = con.execute(
+            """select count(*), count(*) filter (where is_treated), count(*) filter (where label_convert),
+                      min(as_of_date), max(as_of_date) from marts.fct_training_examples"""
+        ).fetchall()[0]
+        days = [d for (d,) in con.execute(
+            f"select distinct as_of_date from marts.fct_training_examples order by 1 desc limit {MAX_GATE_DAYS}"
+        ).fetchall()][::-1]
         day_list = ", ".join(f"DATE '{d}'" for d in days) or "NULL"
-        candidates = con.sql(f"select * from marts.fct_promo_candidates where as_of_date in ({day_list})").pl()
-        users = con.sql("select user_id, timezone, consent_push, consent_sms, consent_email from marts.dim_users").pl()
-        sends = con.sql(
+        _copy(con, "select * from marts.fct_training_examples order by decision_id", training_set_path(promo))
+        _copy(con, f"select * from marts.fct_promo_candidates where as_of_date in ({day_list})",
+              folder / "gate_candidates.parquet")
+        gate_candidates = con.execute(
+            f"select count(*) from marts.fct_promo_candidates where as_of_date in ({day_list})"
+        ).fetchall()[0][0]
+        _copy(con, "select user_id, timezone, consent_push, consent_sms, consent_email from marts.dim_users",
+              folder / "gate_users.parquet")
+        # An empty day list still writes the file with its columns (the join matches nothing).
+        _copy(
+            con,
             f"""select d.day as decision_date, s.user_id, count(*)::int as n_sends
-                from (select unnest([{day_list}]) as day) d
+                from (select unnest([{day_list}]::date[]) as day) d
                 join delivery.decisions s
                   on s.action = 'send' and s.decision_date between d.day - 6 and d.day - 1
-                group by all"""
-        ).pl() if days else pl.DataFrame()
-    _write(frame, training_set_path(promo))
-    _write(candidates, folder / "gate_candidates.parquet")
-    _write(users, folder / "gate_users.parquet")
-    _write(sends, folder / "gate_recent_sends.parquet")
+                group by all""",
+            folder / "gate_recent_sends.parquet",
+        )
     return dg.MaterializeResult(
         metadata={
-            "rows": frame.height,
-            "treated_rows": int(frame["is_treated"].sum()) if frame.height else 0,
-            "conversions": int(frame["label_convert"].sum()) if frame.height else 0,
-            "window": f"{frame['as_of_date'].min()} .. {frame['as_of_date'].max()}" if frame.height else "empty",
+            "rows": rows,
+            "treated_rows": treated,
+            "conversions": conversions,
+            "window": f"{first} .. {last}" if rows else "empty",
             "gate_days": ", ".join(map(str, days)),
-            "gate_candidates": candidates.height,
+            "gate_candidates": gate_candidates,
             "path": dg.MetadataValue.path(str(training_set_path(promo))),
         }
     )
