@@ -23,13 +23,21 @@ daily as (
         count(*) filter (where event_type = 'purchase') as n_purchases,
         coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as revenue,
         coalesce(sum(price) filter (where event_type = 'purchase'), 0) as purchased_price_sum,
-        -- The hour and platform of the day's last event: cheap (no holistic aggregate per user-day);
-        -- the mode over days of these is the user's active hour and preferred platform.
-        hour(max(event_at)) as top_hour,
-        arg_max(platform, (event_at, platform)) as top_platform,  -- ties broken by name: reruns agree
+        -- The day's last event as one integer (macros/platforms.sql): its hour and platform; the mode over
+        -- days of these is the user's active hour and preferred platform.
+        {{ last_event_key('event_at', 'platform') }} as last_event_key,
         max(loaded_at) as loaded_at
     from events
     group by user_id, event_date
+),
+
+decoded as (
+    select
+        * exclude (last_event_key, loaded_at),
+        {{ last_event_hour('last_event_key') }} as top_hour,
+        {{ last_event_platform('last_event_key') }} as top_platform,  -- ties broken by name: reruns agree
+        loaded_at
+    from daily
 )
 
-select * from daily
+select * from decoded
