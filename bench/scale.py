@@ -512,10 +512,15 @@ def parse_args(argv: list[str] | None) -> ScaleOptions:
     parser.add_argument("--budget-per-user", type=float, default=0.06, help="daily budget per user (demo: 300/5000)")
     parser.add_argument("--reuse", action="store_true", help="reuse a simulated shop in --home with the same config")
     parser.add_argument("--keep", action="store_true", help="keep --home afterwards (default: delete it)")
+    parser.add_argument("--duckdb-memory-limit", default=None,
+                        help="PROMO_DUCKDB_MEMORY_LIMIT for every DuckDB session of the run, dbt's and Dagster's "
+                        "(default: the platform's, 50%% of RAM)")
     parser.add_argument("--resume", action="store_true",
                         help="--home already holds the ingested history and its features (an earlier run that "
                         "stopped later): start at the exploration day")
     a = parser.parse_args(argv)
+    if a.duckdb_memory_limit:
+        os.environ["PROMO_DUCKDB_MEMORY_LIMIT"] = a.duckdb_memory_limit
     for name in ("users", "products", "days", "sample_users", "epochs"):
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")

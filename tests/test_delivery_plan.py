@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.delivery.planner import PLAN_COLUMNS, PlanConfig, plan_day
+from ml.delivery.planner import PLAN_COLUMNS, REASON_COLUMNS, PlanConfig, plan_day
 
 DAY = date(2026, 11, 2)
 
@@ -26,8 +26,8 @@ def _scored(users: list[str], value: dict[tuple[str, str], float]) -> pl.DataFra
                 }
             )
     frame = pl.DataFrame(rows)
-    # Exactly what promo_plan reads from delivery.scores: every test here plans from those columns alone.
-    assert set(frame.columns) == set(PLAN_COLUMNS)
+    # What promo_plan reads from delivery.scores, plus the optional reasons: the tests plan from these alone.
+    assert set(frame.columns) == set(PLAN_COLUMNS) | set(REASON_COLUMNS)
     return frame
 
 
@@ -169,3 +169,16 @@ def test_cold_start_exploration_keeps_the_sms_quota_with_exact_propensities() ->
     # Frequencies match the logged propensities.
     assert np.mean(push_sends) == pytest.approx(p_push, rel=0.05)
     assert np.mean(sms_sends) == pytest.approx(p_sms, rel=0.1)
+
+
+def test_the_plan_without_candidate_reasons_leaves_them_for_the_caller() -> None:
+    """promo_plan reads neither the reasons (most of a scored row's bytes) nor re-sorts (rows come ordered)."""
+    users = [f"u{i:04d}" for i in range(300)]
+    cfg = PlanConfig(budget=80.0, epsilon=0.2, holdout_share=0.05, channel_quota={"sms": 20}, seed=4)
+    scored = _scored(users, {("u0003", "sms"): 9.0}).sort("user_id", "product_id", "offer_id", "channel", "send_hour")
+    full = plan_day(scored, DAY, cfg, "m1").decisions
+    lean = plan_day(scored.drop(REASON_COLUMNS), DAY, cfg, "m1", presorted=True).decisions
+    assert lean.drop("reason").equals(full.drop("reason"))
+    from_candidate = full["reason"].str.starts_with("viewed_not_bought: ")
+    assert lean.filter(from_candidate)["reason"].null_count() == int(from_candidate.sum()) > 0
+    assert lean.filter(~from_candidate)["reason"].equals(full.filter(~from_candidate)["reason"])

@@ -187,12 +187,14 @@ DECISION_SCHEMA = {
 }
 
 
-# What plan_day reads of a scored action: the daily plan selects only these (the rest of a day's scores
-# is ~1 GiB per million actions it need not hold).
+# What plan_day needs of a scored action. The daily plan selects only these; the candidate's source and
+# reason (most of a row's bytes) are optional and, when absent, joined to the logged actions afterwards
+# (`orchestration.defs.scoring.promo_plan`): at 25M actions the full rows took 19 GiB.
 PLAN_COLUMNS = (
     "user_id", "product_id", "offer_id", "channel", "send_hour", "send_at",
-    "expected_cost", "expected_margin", "expected_uplift", "candidate_source", "candidate_reason",
+    "expected_cost", "expected_margin", "expected_uplift",
 )
+REASON_COLUMNS = ("candidate_source", "candidate_reason")
 
 
 def quota_acceptance(send_probability: np.ndarray, quota: float, sds: float = 4.0) -> float:
@@ -229,16 +231,20 @@ def plan_day(
     cfg: PlanConfig,
     model_version: str | None,
     sends_last_6_days: pl.DataFrame | None = None,
+    presorted: bool = False,
 ) -> DayPlan:
     """One decision per user with candidates: send which action, or nothing, with its propensity, and the
     plan's summary (spend, expected value, the allocator's certified optimality gap).
 
     `scored`: actions (user x product x offer x channel x send hour) with expected_margin / expected_cost
     (null expected_margin means no trained model: uniform exploration). `sends_last_6_days`: user_id, n_sends
-    (frequency cap: with today's message at most `cap_per_7d` in 7 days).
+    (frequency cap: with today's message at most `cap_per_7d` in 7 days). `presorted`: the rows already come
+    in that order (a copy of the whole day saved). Without REASON_COLUMNS a decision whose reason is its
+    candidate's gets a null reason, for the caller to fill.
     """
     rng = np.random.default_rng([cfg.seed, day.toordinal()])
-    frame = scored.sort("user_id", "product_id", "offer_id", "channel", "send_hour").with_row_index("action_idx")
+    order = ["user_id", "product_id", "offer_id", "channel", "send_hour"]
+    frame = (scored if presorted else scored.sort(order)).with_row_index("action_idx")
     users = frame.group_by("user_id", maintain_order=True).agg(
         pl.col("action_idx").first().alias("first"), pl.len().alias("n_actions")
     )
@@ -350,7 +356,7 @@ def plan_day(
             "reason": [
                 r or f"{src}: {why}"
                 for r, src, why in zip(reason, rows["candidate_source"].to_list(), rows["candidate_reason"].to_list(), strict=True)
-            ],
+            ] if set(REASON_COLUMNS) <= set(frame.columns) else [r or None for r in reason],
         },
         schema_overrides=DECISION_SCHEMA,
     ).select(list(DECISION_SCHEMA))

@@ -247,6 +247,27 @@ def promo_scores(
     )
 
 
+def with_candidate_reasons(con: duckdb.DuckDBPyConnection, decisions: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Fill the reasons plan_day left null (the logged action's candidate: "source: why") from the day's
+    scores, for the logged rows only."""
+    if decisions.is_empty() or decisions["reason"].null_count() == 0:
+        return decisions
+    con.register("_decisions", decisions)
+    try:
+        filled = con.sql(
+            f"""select d.* replace (coalesce(d.reason, s.candidate_source || ': ' || s.candidate_reason) as reason)
+                from _decisions d
+                left join (select * from delivery.scores where decision_date = DATE '{day}') s
+                  using (user_id, product_id, offer_id, channel, send_hour)
+                order by d.decision_id"""
+        ).pl()
+    finally:
+        con.unregister("_decisions")
+    if filled.height != decisions.height or filled["reason"].null_count():
+        raise RuntimeError(f"{day}: {filled['reason'].null_count()} decisions found no scored candidate for their reason")
+    return filled.select(decisions.columns).cast(decisions.schema)
+
+
 @dg.asset(
     deps=[promo_scores],
     partitions_def=daily_partitions(),
@@ -274,8 +295,10 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
                 group by user_id"""
         ).pl()
         model_version = versions[0][0] if versions else "none"
-        plan = plan_day(scored, day, cfg, model_version, recent) if scored.height else empty_plan(day, cfg)
-        _replace_day(con, "delivery.decisions", day, plan.decisions, "decision_date")
+        plan = plan_day(scored, day, cfg, model_version, recent, presorted=True) if scored.height else empty_plan(day, cfg)
+        del scored
+        decisions = with_candidate_reasons(con, plan.decisions, day)
+        _replace_day(con, "delivery.decisions", day, decisions, "decision_date")
         _replace_day(con, "delivery.plans", day, plan.summary.as_frame(), "decision_date")
     summary = plan.summary
     sends = plan.decisions.filter(pl.col("action") == "send")
