@@ -285,6 +285,7 @@ class ScaleRun:
         del frame
         train_df, valid_df = split_examples(sample, "user", seed=self.o.seed)
         run_dir = self.home / "artifacts" / "runs" / "scale"
+        shutil.rmtree(run_dir, ignore_errors=True)  # each run trains afresh (a kept home holds the last one's)
         cfg = TrainConfig(epochs=self.o.epochs, seed=self.o.seed, progress=False)
         result = train_predictor(train_df, cfg, run_dir, valid_df=valid_df)
         registry = Registry(self.home / "artifacts")

@@ -221,6 +221,14 @@ def test_resume_after_crash_gives_identical_weights(tmp_path, frame):
     ref, got = reference.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(ref[k], got[k]) for k in ref)
 
+    # Another run's checkpoint in the directory (other data or config) is refused by name, never loaded.
+    with pytest.raises(Crash):
+        train_predictor(frame, cfg, tmp_path / "other", step_hook=crash_at)
+    with pytest.raises(ValueError, match=r"checkpoint of another training run \(training rows: .* there"):
+        train_predictor(frame.head(frame.height - 50), cfg, tmp_path / "other")
+    with pytest.raises(ValueError, match="config lr: "):
+        train_predictor(frame, tiny_config(epochs=3, checkpoint_every=4, patience=1, lr=0.5), tmp_path / "other")
+
 
 def _ddp_worker(rank: int, world: int, port: int, frame_path: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))

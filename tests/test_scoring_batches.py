@@ -74,6 +74,32 @@ def test_scores_do_not_depend_on_the_batch_size(pipeline_home: Path, tmp_path: P
         for column in ("expected_margin", "expected_cost"):
             assert np.abs(batched[column].to_numpy() - whole[column].to_numpy()).max() < 1e-6 * price.max() + 1e-5, column
 
+    # A failure after some batches were staged leaves the day's previous scores, and no staging table.
+    import orchestration.defs.scoring as scoring
+
+    real, calls = scoring.score_with_champion, []
+
+    def fail_on_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("planted scoring failure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_with_champion", fail_on_third_batch)
+    result = dg.materialize(
+        [promo_scores], partition_key=str(day), resources={"promo": promo}, raise_on_error=False,
+        run_config={"ops": {"promo_scores": {"config": {"batch_users": 7}}}},
+    )
+    assert not result.success and len(calls) == 3
+    assert _scores(paths.warehouse, day).equals(batched)
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        assert con.execute(
+            "select count(*) from information_schema.tables where table_name = '_scores_staging'"
+        ).fetchall()[0][0] == 0
+    finally:
+        con.close()
+
 
 def test_batch_size_must_be_positive(pipeline_home: Path) -> None:
     from orchestration.defs.scoring import promo_scores

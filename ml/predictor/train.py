@@ -146,6 +146,26 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def check_resumable(ckpt: dict[str, Any], model: torch.nn.Module, cfg: TrainConfig, train_rows: int, path: Path) -> None:
+    """A checkpoint resumes only the run that wrote it: same config, same data size, same parameter shapes
+    (the vocabularies follow the data). Anything else is another run's file, named with what differs."""
+    ignored = {"resume", "progress"}
+    theirs = {k: v for k, v in ckpt.get("config", {}).items() if k not in ignored}
+    ours = {k: v for k, v in cfg.to_dict().items() if k not in ignored}
+    differences = [f"config {k}: {theirs.get(k)!r} there, {ours.get(k)!r} here"
+                   for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+    if ckpt.get("train_rows", train_rows) != train_rows:
+        differences.append(f"training rows: {ckpt['train_rows']:,} there, {train_rows:,} here")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    differences += [f"parameter {k}: {tuple(v.shape)} there, {shapes.get(k)} here"
+                    for k, v in ckpt["model"].items() if shapes.get(k) != tuple(v.shape)][:3]
+    if differences:
+        raise ValueError(
+            f"{path} is the checkpoint of another training run ({'; '.join(differences)}): delete it to train "
+            "from scratch, or train into a new directory"
+        )
+
+
 def _init_distributed(device_pref: str | None) -> tuple[int, int, bool]:
     """(rank, world_size, created): joins torchrun's group when WORLD_SIZE > 1 (nccl on CUDA, else gloo)."""
     if dist.is_available() and dist.is_initialized():
@@ -254,6 +274,7 @@ def train_predictor(
     ckpt_path = out / CHECKPOINT_FILE
     if cfg.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        check_resumable(ckpt, model, cfg, len(train_data), ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -269,7 +290,7 @@ def train_predictor(
         if rank == 0:
             _atomic_save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "rng": rngs, "state": state, "config": cfg.to_dict()},
+                 "rng": rngs, "state": state, "config": cfg.to_dict(), "train_rows": len(train_data)},
                 ckpt_path,
             )
 

@@ -173,6 +173,26 @@ SCORE_COLUMNS = (
 )
 
 
+SCORES_STAGING = "delivery._scores_staging"
+
+
+def _swap_in_day(con: duckdb.DuckDBPyConnection, day: date) -> None:
+    """Replace the day in delivery.scores with the staged rows, atomically."""
+    con.execute("begin transaction")
+    try:
+        con.execute(f"create table if not exists delivery.scores as select * from {SCORES_STAGING} where false")
+        existing = {r[0] for r in con.execute("describe delivery.scores").fetchall()}
+        for column, dtype, *_ in con.execute(f"describe {SCORES_STAGING}").fetchall():
+            if column not in existing:  # a column added by a newer version: earlier days keep nulls
+                con.execute(f'alter table delivery.scores add column "{column}" {dtype}')
+        con.execute("delete from delivery.scores where decision_date = ?", [day])
+        con.execute(f"insert into delivery.scores by name select * from {SCORES_STAGING}")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
 class ScoringSettings(dg.Config):
     """How much of the day is in memory at once: candidates are expanded and scored this many users at a
     time (a million users' actions, with every feature, would not fit; each user's rows stay together)."""
@@ -204,8 +224,10 @@ def promo_scores(
         ids = con.sql(
             f"select distinct user_id from marts.fct_promo_candidates where as_of_date = DATE '{day}' order by 1"
         ).pl()["user_id"]
-        # The whole day is replaced in one transaction: a failure in any batch leaves the previous rows.
-        con.execute("begin transaction")
+        # Batches go to a staging table, each committed on its own (one transaction over the whole day held
+        # every uncommitted batch in memory: 17 GiB at a million users); the day then replaces the old one in
+        # one short transaction inside DuckDB, so a failure anywhere leaves the previous rows.
+        con.execute(f"drop table if exists {SCORES_STAGING}")
         try:
             for start in range(0, max(ids.len(), 1), config.batch_users):
                 batch = ids.slice(start, config.batch_users)
@@ -220,22 +242,15 @@ def promo_scores(
                     pl.lit(day).alias("decision_date"), pl.lit(model_version).alias("model_version")
                 )
                 con.register("_frame", out)
-                con.execute("create table if not exists delivery.scores as select * from _frame where false")
-                if start == 0:
-                    existing = {r[0] for r in con.execute("describe delivery.scores").fetchall()}
-                    for column, dtype, *_ in con.execute("describe _frame").fetchall():
-                        if column not in existing:  # a column added by a newer version: earlier days keep nulls
-                            con.execute(f'alter table delivery.scores add column "{column}" {dtype}')
-                    con.execute("delete from delivery.scores where decision_date = ?", [day])
-                con.execute("insert into delivery.scores by name select * from _frame")
+                con.execute(f"create table if not exists {SCORES_STAGING} as select * from _frame where false")
+                con.execute(f"insert into {SCORES_STAGING} by name select * from _frame")
                 con.unregister("_frame")
                 n_candidates, n_actions = n_candidates + candidates.height, n_actions + out.height
                 n_users += out["user_id"].n_unique()
                 context.log.info(f"{day}: scored {n_actions:,} actions of {min(start + batch.len(), ids.len()):,} users")
-            con.execute("commit")
-        except Exception:
-            con.execute("rollback")
-            raise
+            _swap_in_day(con, day)
+        finally:
+            con.execute(f"drop table if exists {SCORES_STAGING}")
     return dg.MaterializeResult(
         metadata={
             "candidates": n_candidates,
