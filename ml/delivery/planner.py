@@ -195,6 +195,8 @@ PLAN_COLUMNS = (
     "expected_cost", "expected_margin", "expected_uplift",
 )
 REASON_COLUMNS = ("candidate_source", "candidate_reason")
+# The order plan_day numbers actions in (its draws depend on it); a caller passing presorted=True uses it.
+ACTION_ORDER = ("user_id", "product_id", "offer_id", "channel", "send_hour")
 
 
 def quota_acceptance(send_probability: np.ndarray, quota: float, sds: float = 4.0) -> float:
@@ -243,8 +245,7 @@ def plan_day(
     candidate's gets a null reason, for the caller to fill.
     """
     rng = np.random.default_rng([cfg.seed, day.toordinal()])
-    order = ["user_id", "product_id", "offer_id", "channel", "send_hour"]
-    frame = (scored if presorted else scored.sort(order)).with_row_index("action_idx")
+    frame = (scored if presorted else scored.sort(ACTION_ORDER)).with_row_index("action_idx")
     users = frame.group_by("user_id", maintain_order=True).agg(
         pl.col("action_idx").first().alias("first"), pl.len().alias("n_actions")
     )

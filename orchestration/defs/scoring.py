@@ -15,6 +15,7 @@ import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from ml.delivery.planner import (
+    ACTION_ORDER,
     CHANNEL_COST,
     PLAN_COLUMNS,
     PlanConfig,
@@ -299,7 +300,7 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
         cfg = config.plan_config(day_budget(con, config, day))
         scored = con.sql(
             f"select {', '.join(PLAN_COLUMNS)} from delivery.scores where decision_date = DATE '{day}' "
-            "order by user_id, product_id, offer_id, channel, send_hour"
+            f"order by {', '.join(ACTION_ORDER)}"
         ).pl()
         versions = con.execute(
             "select distinct model_version from delivery.scores where decision_date = ?", [day]

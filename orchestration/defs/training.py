@@ -35,13 +35,14 @@ def training_set_path(promo: PromoHome) -> Path:
     return datasets_dir(promo) / "training_examples.parquet"
 
 
-def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
     """DuckDB writes the query's result to Parquet itself (streaming: the mart never sits in Python memory,
-    17 GiB at a million users) and the file replaces the old one whole."""
+    17 GiB at a million users) and the file replaces the old one whole. Returns the rows written."""
     tmp = path.with_suffix(".tmp")
     quoted = str(tmp).replace("'", "''")
-    con.execute(f"copy ({query}) to '{quoted}' (format parquet)").fetchall()
+    (rows,) = con.execute(f"copy ({query}) to '{quoted}' (format parquet)").fetchall()[0]
     tmp.replace(path)
+    return rows
 
 
 @dg.asset(
@@ -65,11 +66,8 @@ def training_dataset(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.
         ).fetchall()][::-1]
         day_list = ", ".join(f"DATE '{d}'" for d in days) or "NULL"
         _copy(con, "select * from marts.fct_training_examples order by decision_id", training_set_path(promo))
-        _copy(con, f"select * from marts.fct_promo_candidates where as_of_date in ({day_list})",
-              folder / "gate_candidates.parquet")
-        gate_candidates = con.execute(
-            f"select count(*) from marts.fct_promo_candidates where as_of_date in ({day_list})"
-        ).fetchall()[0][0]
+        gate_candidates = _copy(con, f"select * from marts.fct_promo_candidates where as_of_date in ({day_list})",
+                                folder / "gate_candidates.parquet")
         _copy(con, "select user_id, timezone, consent_push, consent_sms, consent_email from marts.dim_users",
               folder / "gate_users.parquet")
         # An empty day list still writes the file with its columns (the join matches nothing).
