@@ -43,7 +43,6 @@ FULL_USERS = 1_000_000
 CYCLE_TARGET_MINUTES = 20.0
 MEMORY_TARGET_GIB = 12.0
 RATIO_TARGET = 3.0
-BATCH_USERS = 50_000  # promo_scores' default batch (ScoringSettings.batch_users)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Steps of the daily scoring job, in order, and the warehouse count that gives each one's rows.
 # Days after the exploration day with no campaign, simulated so that its 48 h attribution window closes
@@ -310,6 +309,9 @@ class ScaleRun:
         """A NumPy dot-product scorer of the same features: read the day's candidates and users, expand them
         to the same actions, score with one matrix product and a sigmoid, write the scores back."""
         from ml.delivery.planner import PlanConfig, expand_actions
+        from orchestration.defs.scoring import ScoringSettings
+
+        batch_users = ScoringSettings().batch_users  # the same batches of users as promo_scores
 
         con = duckdb.connect(str(self.home / "warehouse.duckdb"))
         rows, w = 0, None
@@ -321,8 +323,8 @@ class ScaleRun:
             con.execute("create or replace temp table reference_scores (user_id varchar, product_id varchar, "
                         "offer_id varchar, channel varchar, send_hour integer, p_click float, p_convert_send float, "
                         "p_convert_none float)")
-            for start in range(0, ids.len(), BATCH_USERS):  # the same batches of users as promo_scores
-                batch = ids.slice(start, BATCH_USERS)
+            for start in range(0, ids.len(), batch_users):
+                batch = ids.slice(start, batch_users)
                 candidates = con.sql(
                     "select * from marts.fct_promo_candidates where as_of_date = ? and user_id between ? and ?",
                     params=[day, batch[0], batch[-1]],
