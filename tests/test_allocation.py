@@ -51,9 +51,7 @@ def test_random_instances_respect_every_hard_rule():
     assert result.spend == pytest.approx(cands.cost[rows].sum())
     assert 0 <= result.gap < 1e-3 and result.lp_bound_method == "highs_lp"
     # HiGHS out of time (a 100k-user plan ran over 10 minutes in it): the dual bound certifies instead.
-    from dataclasses import replace
-
-    hurried = allocate(cands, replace(cfg, lp_time_limit_s=1e-9))
+    hurried = allocate(cands, dataclasses.replace(cfg, lp_time_limit_s=1e-9))
     assert hurried.lp_bound_method == "lagrangian_dual" and np.array_equal(hurried.chosen, result.chosen)
     assert hurried.lp_bound >= result.lp_bound - 1e-6 * abs(result.lp_bound) and 0 <= hurried.gap < 1e-2
 
