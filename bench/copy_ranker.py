@@ -1,6 +1,6 @@
 """Does the click ranker pick message variants readers open and click more than the generator's likelihood?
 
-    python -m bench.copy_ranker [--model DIR] [--log-sends 4000] [--eval-sends 4000] [--seed 7]
+    python -m bench.copy_ranker [--model DIR] [--log-sends 12000] [--eval-sends 4000] [--seed 7]
 
 On a simulated shop (its hidden message appeal: simulator/response.py), one day of sends logs uniformly
 explored variants (K = 3, one per tone) with their opens and clicks; the click head is fitted on that log.
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.copy_ranker", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="generator model directory (default: train one with --steps)")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--log-sends", type=int, default=4000)
+    parser.add_argument("--log-sends", type=int, default=12_000)
     parser.add_argument("--eval-sends", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -169,11 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     open_lift = ranked["open_rate"] / max(base["open_rate"], 1e-9)
     oracle_gap = results["oracle"]["mean_true_appeal"] - base["mean_true_appeal"]
     captured = (ranked["mean_true_appeal"] - base["mean_true_appeal"]) / oracle_gap if oracle_gap > 0 else 0.0
-    print(f"ranker vs likelihood: clicks {click_lift:.2f}x, opens {open_lift:.2f}x; "
-          f"{captured:.0%} of the oracle's appeal gain; {seconds:.0f} s")
-    write_result("copy_ranker_click_lift", round(click_lift, 3), "x", round(base["click_rate"], 5), round(click_lift, 3),
-                 "> 1 (the ranker's variants are clicked more than the likelihood's)", click_lift > 1.0,
-                 extra={"pickers": results, "open_lift": round(open_lift, 3), "oracle_appeal_gain_captured": round(captured, 3),
+    # The verdict reads the simulator's hidden appeal of what each picker sent: the expected open/click
+    # multiplier, of which the day's clicks (a few dozen per picker) are too noisy a sample to show a
+    # few-percent difference.
+    appeal_lift = ranked["mean_true_appeal"] / base["mean_true_appeal"]
+    print(f"ranker vs likelihood: true appeal {appeal_lift:.3f}x ({captured:.0%} of the oracle's gain), "
+          f"clicks {click_lift:.2f}x, opens {open_lift:.2f}x; {seconds:.0f} s")
+    write_result("copy_ranker_appeal_lift", round(appeal_lift, 4), "x", round(base["mean_true_appeal"], 4),
+                 round(appeal_lift, 4),
+                 "> 1 and above random (the ranker sends variants readers like more than the likelihood's)",
+                 appeal_lift > 1.0 and ranked["mean_true_appeal"] > results["random"]["mean_true_appeal"],
+                 extra={"pickers": results, "click_lift": round(click_lift, 3), "open_lift": round(open_lift, 3),
+                        "oracle_appeal_gain_captured": round(captured, 3),
                         "ranker_fit": fit, "log_sends": args.log_sends, "eval_sends": args.eval_sends, "k": K,
                         "seed": args.seed, "seconds": round(seconds, 1)})
     return 0

@@ -26,6 +26,9 @@ BENCHMARKS = (
     "predictor_throughput",
     "ddp_throughput",
     "generator",
+    "copy_ranker",
+    "predictor_simulator",
+    "scoring_throughput",
     "closed_loop",
 )
 # Opt-in names -> the scale run's arguments (bench/scale.py).

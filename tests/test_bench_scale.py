@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,12 @@ def test_harness_knows_the_opt_in_scale_runs() -> None:
     assert parse_args(SCALE_RUNS["scale_full"]).users == 1_000_000
     with pytest.raises(SystemExit, match="unknown benchmark 'nope'"):
         run_all(["nope"])
+
+
+def test_harness_runs_every_benchmark_script() -> None:
+    """Every bench script that writes a result is in `make bench` (the scale run through its opt-in names)."""
+    from bench.run_all import BENCHMARKS
+
+    bench_dir = Path(__file__).resolve().parent.parent / "bench"
+    writers = {p.stem for p in bench_dir.glob("*.py") if "write_result(" in p.read_text() and p.stem != "common"}
+    assert writers - {"scale"} == set(BENCHMARKS)
