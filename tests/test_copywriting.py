@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import dagster as dg
@@ -155,6 +156,12 @@ def test_copy_ranker_asset_learns_from_feedback_and_promotes(tmp_path) -> None:
     assert Registry(promo.paths.artifacts).champion_version(RANKER_NAME) == metadata["version"].value
     ranker, version = champion_ranker(promo)
     assert ranker is not None and version == metadata["version"].value
+    # A champion saved by code with another feature layout is not used: the day ranks by likelihood.
+    meta_file = Registry(promo.paths.artifacts).get(RANKER_NAME, version).path / "ranker.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "n_features": meta["n_features"] - 64}))
+    assert champion_ranker(promo) == (None, "")
+    meta_file.write_text(json.dumps(meta))
     # Messages of the day itself are not feedback yet: a day earlier, nothing to learn from.
     earlier = dg.materialize([copy_ranker], partition_key=str(date(2026, 3, 7)), resources={"promo": promo})
     assert earlier.asset_materializations_for_node("copy_ranker")[0].metadata["rows"].value == 0

@@ -109,6 +109,10 @@ def feature_matrix(prompts: Sequence[str], templates: Sequence[str], texts: Sequ
     return np.stack([message_features(p, t, m) for p, t, m in zip(prompts, templates, texts, strict=True)])
 
 
+class RankerFeaturesChanged(ValueError):
+    """A saved ranker was fitted on another feature layout than this code builds (refit it on the feedback)."""
+
+
 @dataclass
 class RankerConfig:
     hidden: int = 32
@@ -254,7 +258,8 @@ class ClickRanker:
                 raise FileNotFoundError(f"{d}: not a ranker directory (missing {name})")
         meta = json.loads((d / META_FILE).read_text())
         if meta.get("n_features") != N_FEATURES:
-            raise ValueError(f"{d}: ranker has {meta.get('n_features')} features, this code builds {N_FEATURES}")
+            raise RankerFeaturesChanged(f"{d}: ranker has {meta.get('n_features')} features, this code builds "
+                                        f"{N_FEATURES}")
         cfg = RankerConfig(**meta["config"])
         model = FunnelHead(N_FEATURES, cfg.hidden)
         model.load_state_dict(torch.load(d / MODEL_FILE, map_location="cpu", weights_only=True))

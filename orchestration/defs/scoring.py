@@ -4,6 +4,7 @@ promo_candidates (dbt) -> promo_scores -> promo_plan -> promo_messages -> delive
 Each asset replaces its day in the warehouse (re-running a day gives the same rows, seeded), and the
 decision logic lives in `ml.delivery.planner`; this module reads and writes tables around it."""
 
+import logging
 import os
 from datetime import date, timedelta
 from pathlib import Path
@@ -368,7 +369,7 @@ def promo_messages(context: dg.AssetExecutionContext, promo: PromoHome) -> dg.Ma
 
     day = date.fromisoformat(context.partition_key)
     generator, version = champion_generator(promo)
-    ranker, ranker_version = champion_ranker(promo)
+    ranker, ranker_version = champion_ranker(promo, context.log)
     with promo.connect() as con:
         sends = con.sql(
             f"""select d.decision_id, d.decision_date, d.channel, d.send_at, d.product_id, u.locale,
@@ -412,11 +413,18 @@ def champion_generator(promo: PromoHome):
     return _champion(promo, GENERATOR_NAME, CopyGenerator.load)
 
 
-def champion_ranker(promo: PromoHome):
-    """The champion click ranker of message variants and its version, or (None, "") before one is promoted."""
-    from ml.generator.ranker import ClickRanker
+def champion_ranker(promo: PromoHome, log: logging.Logger | dg.DagsterLogManager | None = None):
+    """The champion click ranker of message variants and its version, or (None, "") before one is promoted.
 
-    return _champion(promo, RANKER_NAME, ClickRanker.load)
+    A champion fitted on an older feature layout cannot score this code's features; the ranker is optional,
+    so the day's variants are ranked by likelihood (logged) until `copy_ranker` refits one."""
+    from ml.generator.ranker import ClickRanker, RankerFeaturesChanged
+
+    try:
+        return _champion(promo, RANKER_NAME, ClickRanker.load)
+    except RankerFeaturesChanged as err:
+        (log or logging.getLogger(__name__)).warning(f"champion copy ranker not used ({err}): ranking by likelihood")
+        return None, ""
 
 
 def _champion(promo: PromoHome, name: str, load):
