@@ -215,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         "qini": v(m, "qini") > qini_ref,
         "ece": ece < 0.02,
     }
-    print(f"\nconversion AUC: model {v(m, 'convert_send_auc'):.4f} vs best baseline {auc_ref:.4f}: {'beats' if beats['convert_auc'] else 'does NOT beat'}")
+    ci, diff = m["convert_send_auc_ci"], m["convert_send_auc_minus_t_learner"]
+    print(f"\nconversion AUC: model {v(m, 'convert_send_auc'):.4f} [{ci['ci_low']:.4f}, {ci['ci_high']:.4f}] vs best baseline "
+          f"{auc_ref:.4f}: {'beats' if beats['convert_auc'] else 'does NOT beat'}; model - T-learner (paired bootstrap) "
+          f"{diff['value']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]")
     print(f"Qini: model {m['qini']['value']:.4f} [{m['qini']['ci_low']:.4f}, {m['qini']['ci_high']:.4f}] vs best baseline {qini_ref:.4f}: "
           f"{'beats' if beats['qini'] else 'does NOT beat'}")
     print(f"ECE of P(convert | send): {ece:.4f} (target < 0.02)")

@@ -301,6 +301,10 @@ def test_evaluation_beside_baselines(tmp_path, frame):
     for key in ("convert_send_auc", "convert_none_ece", "click_auc", "true_uplift_pearson", "policy_value_ratio_at_30"):
         assert np.isfinite(model[key]), key
     assert model["qini"]["ci_low"] <= model["qini"]["value"] <= model["qini"]["ci_high"]
+    assert model["convert_send_auc_ci"]["value"] == model["convert_send_auc"]
+    assert model["convert_send_auc_ci"]["ci_low"] <= model["convert_send_auc"] <= model["convert_send_auc_ci"]["ci_high"]
+    diff = model["convert_send_auc_minus_t_learner"]
+    assert diff["value"] == pytest.approx(model["convert_send_auc"] - report.models["t_learner"]["convert_send_auc"])
     assert all(p.exists() and p.suffix == ".png" for p in report.plots)
     assert "| qini |" in report.markdown()
 

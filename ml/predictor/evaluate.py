@@ -38,7 +38,7 @@ class EvalReport:
         return {"rows": self.rows, "models": self.models, "plots": [str(p) for p in self.plots]}
 
     def markdown(self) -> str:
-        keys = ["convert_send_auc", "convert_none_auc", "convert_send_ece", "qini", "auuc", "uplift_at_10", "uplift_at_30", "true_uplift_pearson", "policy_value_ratio_at_30"]
+        keys = ["convert_send_auc_ci", "convert_send_auc_minus_t_learner", "convert_none_auc", "convert_send_ece", "qini", "auuc", "uplift_at_10", "uplift_at_30", "true_uplift_pearson", "policy_value_ratio_at_30"]
         lines = ["| metric | " + " | ".join(self.models) + " |", "|---|" + "---|" * len(self.models)]
         for key in keys:
             if not any(key in m for m in self.models.values()):
@@ -55,6 +55,11 @@ def classification_metrics(prefix: str, y: np.ndarray, p: np.ndarray) -> dict[st
     if len(y) == 0:
         return {}
     return {f"{prefix}_auc": M.auc(y, p), f"{prefix}_logloss": M.log_loss(y, p), f"{prefix}_ece": M.expected_calibration_error(y, p)}
+
+
+def auc_interval(y: np.ndarray, score: np.ndarray, n_boot: int, seed: int) -> dict[str, float]:
+    """AUC with its bootstrap interval: with a few dozen conversions, AUCs 0.01 apart are not different."""
+    return M.bootstrap(M.auc, (np.asarray(y, np.float64), np.asarray(score, np.float64)), n_boot, seed).to_dict()
 
 
 def uplift_metrics(y: np.ndarray, t: np.ndarray, score: np.ndarray, ks: tuple[float, ...], n_boot: int, seed: int) -> dict[str, Any]:
@@ -135,16 +140,28 @@ def evaluate_predictor(
         if spec.click_label:
             m.update(classification_metrics("click", y_click[treated], probs["click"][treated]))
         m.update(classification_metrics("convert_send", y_conv[treated], probs["convert_send"][treated]))
+        if treated.any():
+            m["convert_send_auc_ci"] = auc_interval(y_conv[treated], probs["convert_send"][treated], n_boot, seed)
         m.update(classification_metrics("convert_none", y_conv[~treated], probs["convert_none"][~treated]))
         m.update(uplift_metrics(y_conv, treated, probs["uplift"], ks, n_boot, seed))
         if truth is not None:
             m.update(truth_metrics(probs["uplift"], truth, ks))
         report.models[name] = m
+    if treated.any():
+        # Paired: both models scored on the same resampled rows, so the interval is of the difference itself
+        # (two overlapping marginal intervals say little about which model ranks better).
+        for name in candidates.keys() - {"model"}:
+            report.models["model"][f"convert_send_auc_minus_{name}"] = M.bootstrap(
+                lambda y, a, b: M.auc(y, a) - M.auc(y, b),
+                (y_conv[treated], candidates["model"]["convert_send"][treated], candidates[name]["convert_send"][treated]),
+                n_boot, seed,
+            ).to_dict()
     if rule_score is not None:
         # The rule's score is no probability: only its ranking metrics (AUC, uplift curves) mean anything.
         m = {}
         if treated.any():
             m["convert_send_auc"] = M.auc(y_conv[treated], rule_score[treated])
+            m["convert_send_auc_ci"] = auc_interval(y_conv[treated], rule_score[treated], n_boot, seed)
         if (~treated).any():
             m["convert_none_auc"] = M.auc(y_conv[~treated], rule_score[~treated])
         m.update(uplift_metrics(y_conv, treated, rule_score, ks, n_boot, seed))
