@@ -336,3 +336,17 @@ def test_tabular_variant_trains(tmp_path, frame):
     assert result.model.sequence is None
     scored = load_predictor(tmp_path, "cpu").score(frame.head(4))
     assert "expected_incremental_margin" not in scored.columns and scored["uplift"].is_finite().all()
+
+
+def test_expected_auc_against_true_probabilities():
+    rng = np.random.default_rng(3)
+    score = rng.normal(size=400)
+    hard = (rng.random(400) < 0.3).astype(np.float64)
+    assert M.expected_auc(hard, score) == pytest.approx(M.auc(hard, score))  # 0/1 probabilities: the plain AUC
+    assert M.expected_auc(hard, np.zeros(400)) == pytest.approx(0.5)  # all tied
+    # Soft labels: the mean AUC over outcomes drawn from p converges to it.
+    p = 1.0 / (1.0 + np.exp(-2.0 * score + 1.0))
+    noisy = score + rng.normal(scale=1.0, size=400)
+    draws = [M.auc(rng.random(400) < p, noisy) for _ in range(2000)]
+    assert M.expected_auc(p, noisy) == pytest.approx(np.mean(draws), abs=0.005)
+    assert M.expected_auc(p, score) > M.expected_auc(p, noisy) > 0.5  # the true ranking is the best one

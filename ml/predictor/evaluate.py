@@ -4,7 +4,9 @@ Per model: AUC / log-loss / ECE of P(click | send) and P(convert | send) on trea
 P(convert | no send) on untreated rows; Qini coefficient, AUUC and uplift@k with bootstrap intervals (these
 assume treatment was randomized — true for holdout/exploration rows and for Hillstrom; on rows chosen by a
 greedy policy they are biased); and, when the simulator's `true_uplift` is present, the correlation of
-predicted with true uplift and the true value of treating the top k% by each model against the oracle's.
+predicted with true uplift and the true value of treating the top k% by each model against the oracle's;
+with its `true_p_convert_send` / `true_p_convert_none`, the AUC each model's probabilities have against the
+true ones (`convert_send_true_auc`: outcome noise removed, on all rows).
 The popularity rule has no probabilities: it gets the ranking metrics only (AUC of its score, uplift curves).
 Plots (reliability, Qini curves) are written as PNG and their paths returned for the Dagster metadata.
 """
@@ -38,7 +40,7 @@ class EvalReport:
         return {"rows": self.rows, "models": self.models, "plots": [str(p) for p in self.plots]}
 
     def markdown(self) -> str:
-        keys = ["convert_send_auc_ci", "convert_send_auc_minus_t_learner", "convert_none_auc", "convert_send_ece", "qini", "auuc", "uplift_at_10", "uplift_at_30", "true_uplift_pearson", "policy_value_ratio_at_30"]
+        keys = ["convert_send_auc_ci", "convert_send_auc_minus_t_learner", "convert_send_true_auc", "convert_none_auc", "convert_none_true_auc", "convert_send_ece", "qini", "auuc", "uplift_at_10", "uplift_at_30", "true_uplift_pearson", "policy_value_ratio_at_30"]
         lines = ["| metric | " + " | ".join(self.models) + " |", "|---|" + "---|" * len(self.models)]
         for key in keys:
             if not any(key in m for m in self.models.values()):
@@ -134,6 +136,10 @@ def evaluate_predictor(
     rule_score = rule.uplift_score(df) if rule.column in df.columns else None
 
     truth = df["true_uplift"].cast(pl.Float64).to_numpy() if "true_uplift" in df.columns else None
+    # The simulator's true P(convert | send) and P(convert | no send) of every row's logged action, sent or
+    # not: each model's probabilities ranked against them on all rows (`metrics.expected_auc`).
+    true_p = {head: df[f"true_p_{head}"].cast(pl.Float64).to_numpy()
+              for head in ("convert_send", "convert_none") if f"true_p_{head}" in df.columns}
     report = EvalReport(models={}, rows=df.height)
     for name, probs in candidates.items():
         m: dict[str, Any] = {}
@@ -146,6 +152,8 @@ def evaluate_predictor(
         m.update(uplift_metrics(y_conv, treated, probs["uplift"], ks, n_boot, seed))
         if truth is not None:
             m.update(truth_metrics(probs["uplift"], truth, ks))
+        for head, p_true in true_p.items():
+            m[f"{head}_true_auc"] = M.expected_auc(p_true, probs[head])
         report.models[name] = m
     if treated.any():
         # Paired: both models scored on the same resampled rows, so the interval is of the difference itself
@@ -167,6 +175,8 @@ def evaluate_predictor(
         m.update(uplift_metrics(y_conv, treated, rule_score, ks, n_boot, seed))
         if truth is not None:
             m.update(truth_metrics(rule_score, truth, ks))
+        for head, p_true in true_p.items():
+            m[f"{head}_true_auc"] = M.expected_auc(p_true, rule_score)
         report.models[rule.name] = m
 
     probs = candidates["model"]

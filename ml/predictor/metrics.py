@@ -29,6 +29,21 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def expected_auc(p_true: np.ndarray, score: np.ndarray) -> float:
+    """The AUC `score` has in expectation over outcomes drawn from the true probabilities `p_true`: every
+    row is a positive with weight p and a negative with weight 1 − p (a row is never paired with itself;
+    ties get half credit). Equals `auc` when `p_true` is 0/1. Known only on the simulator, it judges a
+    ranking by what each row's outcome would be on average instead of by the few dozen that happened."""
+    p = np.asarray(p_true, dtype=np.float64)
+    _, group = np.unique(np.asarray(score, dtype=np.float64), return_inverse=True)  # tie groups, by score
+    pos, neg = np.bincount(group, weights=p), np.bincount(group, weights=1.0 - p)
+    self_pairs = np.bincount(group, weights=p * (1.0 - p))
+    below = np.cumsum(neg) - neg  # negative weight of the strictly lower scores
+    numerator = float(np.sum(pos * below) + 0.5 * np.sum(pos * neg - self_pairs))
+    denominator = float(p.sum() * (1.0 - p).sum() - np.sum(p * (1.0 - p)))
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
 def log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> float:
     p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
     y = np.asarray(y, dtype=np.float64)
