@@ -41,6 +41,12 @@ def test_definitions_load_as_one_connected_graph(defs: dg.Definitions) -> None:
     assert dg.AssetKey(["marts", "fct_user_features"]) in graph.get(dg.AssetKey("promo_candidates")).parent_keys
     checks = {c.name for c in graph.asset_check_keys}
     assert any(name.startswith("unique_") for name in checks)  # dbt tests became asset checks
+    # Singular tests too, including those reading two models (attached by their `meta.dagster.ref`):
+    # without a check, a failing one would only be logged as an observation.
+    singular = {p.stem for p in (Path(__file__).resolve().parent.parent / "dbt_project" / "tests").glob("*.sql")}
+    assert singular and singular <= checks, singular - checks
+    candidate_checks = {c.name for c in graph.asset_check_keys if c.asset_key == dg.AssetKey("promo_candidates")}
+    assert {"assert_candidate_offers_cover_their_product", "assert_candidates_only_for_contactable_users"} <= candidate_checks
     for key in ("raw/events", "marts/fct_user_features", "promo_candidates"):
         assert defs.resolve_assets_def(dg.AssetKey.from_user_string(key)).op.pool == "duckdb", key
     assert defs.resolve_schedule_def("daily_scoring_schedule").cron_schedule == "0 6 * * *"

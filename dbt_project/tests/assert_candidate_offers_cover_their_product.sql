@@ -1,3 +1,5 @@
+-- Two models feed the test; Dagster attaches it, as an asset check, to the one it guards.
+{{ config(meta={'dagster': {'ref': {'name': 'fct_promo_candidates'}}}) }}
 -- Every candidate's offer applies to its product (scope) and is valid on the scoring date: a message must
 -- never promise a discount the checkout would refuse.
 select c.user_id, c.product_id, c.offer_id, c.as_of_date
