@@ -8,11 +8,14 @@ cheaper than the multiprocess executor on 2 cores); deployments keep the multipr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -46,6 +49,11 @@ class DemoOptions:
 
 @dataclass
 class StepTimer:
+    """Prints and times each step. With `log`, what a Dagster job writes to stdout (dbt's node-by-node lines,
+    which dagster-dbt echoes there for the run's compute logs) is appended to that file instead, so the
+    terminal keeps one line per step; a failed step names the file."""
+
+    log: Path | None = None
     rows: list[tuple[str, float]] = field(default_factory=list)
 
     def run(self, label: str, fn, *args, **kwargs) -> Any:
@@ -56,6 +64,24 @@ class StepTimer:
         self.rows.append((label, elapsed))
         print(f"  ✓ {label} ({elapsed:.1f} s)", flush=True)
         return result
+
+    def job(self, label: str, defs: dg.Definitions, instance: dg.DagsterInstance, name: str, **kwargs) -> Any:
+        """`run_job(defs, instance, name, **kwargs)` as a step, its stdout to the log."""
+        if self.log is None:
+            return self.run(label, run_job, defs, instance, name, **kwargs)
+        return self.run(label, self._logged, label, run_job, defs, instance, name, **kwargs)
+
+    def _logged(self, label: str, fn, *args, **kwargs) -> Any:
+        assert self.log is not None
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a", encoding="utf-8") as out:
+            out.write(f"===== {label}\n")
+            try:
+                with contextlib.redirect_stdout(out):
+                    return fn(*args, **kwargs)
+            except Exception:
+                print(f"  ✗ {label} failed; its output is in {self.log}", file=sys.stderr, flush=True)
+                raise
 
 
 def history_start(history_days: int, loop_days: int) -> date:
@@ -195,20 +221,13 @@ def load_landing(paths: PromoPaths, first: date, last: date, timer: StepTimer | 
 
     from orchestration.definitions import build_definitions
 
-    timer = timer or StepTimer()
+    timer = timer or StepTimer(log=paths.home / "logs" / "load.log")
     instance = get_instance(paths.dagster_home)
     defs = build_definitions()
-    timer.run("ingest users, products, offers", run_job, defs, instance, "ingest_catalog_job")
-    timer.run(
-        f"ingest events {first} .. {last}",
-        run_job,
-        defs,
-        instance,
-        "ingest_events_job",
-        partition_range=(str(first), str(last)),
-    )
-    timer.run("dbt build (features, tests as checks)", run_job, defs, instance, "features_job")
-    timer.run("train the copy generator", run_job, defs, instance, "copywriting_job")
+    timer.job("ingest users, products, offers", defs, instance, "ingest_catalog_job")
+    timer.job(f"ingest events {first} .. {last}", defs, instance, "ingest_events_job", partition_range=(str(first), str(last)))
+    timer.job("dbt build (features, tests as checks)", defs, instance, "features_job")
+    timer.job("train the copy generator", defs, instance, "copywriting_job")
     quarantined = quarantine_summary(paths)
     print("  quarantine: " + (", ".join(f"{t}.{r}={n:,}" for t, r, n in quarantined) or "nothing rejected"))
     return defs
@@ -217,11 +236,11 @@ def load_landing(paths: PromoPaths, first: date, last: date, timer: StepTimer | 
 def run_demo(paths: PromoPaths, options: DemoOptions) -> tuple[Scorecard, float]:
     """Run the whole story; returns the closed-loop scorecard and the wall time in seconds."""
     started = time.perf_counter()
-    timer = StepTimer()
+    timer = StepTimer(log=paths.home / "logs" / "demo.log")
     if options.fresh and paths.home.exists():
         shutil.rmtree(paths.home)
     paths.home.mkdir(parents=True, exist_ok=True)
-    print(f"promoloop demo in {paths.home}")
+    print(f"promoloop demo in {paths.home} (dbt's output: {timer.log})")
     instance = get_instance(paths.dagster_home)
 
     shop = timer.run(
@@ -248,7 +267,7 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> tuple[Scorecard, float]
     plan = PlanSettings()
     for offset in range(options.loop_days):
         day = last + timedelta(days=offset + 1)
-        timer.run(f"{day}: daily scoring job", run_job, defs, instance, "daily_scoring_job", str(day))
+        timer.job(f"{day}: daily scoring job", defs, instance, "daily_scoring_job", partition_key=str(day))
         shop = Shop.load(paths.home)
         row = timer.run(
             f"{day}: value today's plan and the reference policies with the ground truth",
@@ -259,7 +278,7 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> tuple[Scorecard, float]
         outcome = timer.run(f"{day}: customers respond", shop.advance_day, day, read_export(paths, day))
         print(f"    {outcome}")
         timer.run(f"{day}: sensors load events and feedback", tick_landing_sensors, defs, instance, cursors)
-        timer.run(f"{day}: features", run_job, defs, instance, "features_job")
+        timer.job(f"{day}: features", defs, instance, "features_job")
         results = timer.run(f"{day}: retrain sensor", run_sensor, defs, instance, "retrain_sensor", cursors)
         for result in results:
             card.gates.extend(gate_records(result, shop, day))

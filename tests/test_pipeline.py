@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.demo import run_job
+from orchestration.demo import StepTimer, run_job
 from orchestration.instance import get_instance
 from orchestration.settings import PromoPaths
 from tests.conftest import SMALL_SHOP
@@ -105,3 +105,20 @@ def test_training_examples_never_see_the_decision_day_or_later(pipeline_home: Pa
     assert min(seq_age) > 0  # nothing at or after the cut
     assert views_7d >= 1 and carts_30d == 0 and purchases_90d == 0  # the cart and purchase are in the future
     assert label is True  # ... and the purchase after send_at is the outcome
+
+
+def test_demo_steps_keep_dbt_output_in_the_log(
+    pipeline_home: Path, defs: dg.Definitions, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dagster-dbt echoes every dbt node line to stdout; the demo's terminal keeps one line per step."""
+    instance = get_instance(PromoPaths(pipeline_home).dagster_home)
+    timer = StepTimer(log=tmp_path / "logs" / "demo.log")
+    timer.job("features", defs, instance, "features_job")
+    terminal = capsys.readouterr().out
+    assert terminal.splitlines()[0] == "  … features" and terminal.splitlines()[1].startswith("  ✓ features (")
+    assert "fct_user_features" not in terminal
+    log = timer.log.read_text()
+    assert log.startswith("===== features\n") and "fct_user_features" in log and "Completed successfully" in log
+    with pytest.raises(Exception, match="no_such_job"):
+        timer.job("broken", defs, instance, "no_such_job")
+    assert f"  ✗ broken failed; its output is in {timer.log}" in capsys.readouterr().err
