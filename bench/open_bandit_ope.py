@@ -20,7 +20,6 @@ Run: .venv/bin/python -m bench.open_bandit_ope   (reads $PROMO_REAL_DATA_DIR, de
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import polars as pl
 
 from bench.common import write_result
 from ml.delivery.ope import compare_policies, estimate_policy_value
+from ml.real_data import real_data_dir
 
 CAMPAIGNS = ("all", "men", "women")
 TOP_K = 10
@@ -35,8 +35,7 @@ PRIOR_ROWS = 300.0  # strength of the shrinkage of each item's CTR towards the c
 
 
 def data_dir() -> Path:
-    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    return Path(os.environ.get("PROMO_REAL_DATA_DIR", default)) / "open_bandit" / "random"
+    return real_data_dir() / "open_bandit" / "random"
 
 
 def load_campaign(folder: Path, campaign: str) -> tuple[pl.DataFrame, int]:

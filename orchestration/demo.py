@@ -66,13 +66,12 @@ class StepTimer:
         return result
 
     def job(self, label: str, defs: dg.Definitions, instance: dg.DagsterInstance, name: str, **kwargs) -> Any:
-        """`run_job(defs, instance, name, **kwargs)` as a step, its stdout to the log."""
-        if self.log is None:
-            return self.run(label, run_job, defs, instance, name, **kwargs)
+        """`run_job(defs, instance, name, **kwargs)` as a step, its stdout to the log (when there is one)."""
         return self.run(label, self._logged, label, run_job, defs, instance, name, **kwargs)
 
     def _logged(self, label: str, fn, *args, **kwargs) -> Any:
-        assert self.log is not None
+        if self.log is None:
+            return fn(*args, **kwargs)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("a", encoding="utf-8") as out:
             out.write(f"===== {label}\n")

@@ -1,17 +1,16 @@
 """Bring your own data: the real Olist export through the converter and the landing rules."""
 
-import os
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 
+from ml.real_data import real_data_dir
 from orchestration.contract import LANDING_TABLES
 from orchestration.landing import References, list_files, read_landing
 from orchestration.olist import convert_olist
 
-REAL_DATA = Path(os.environ.get("PROMO_REAL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-OLIST = REAL_DATA / "olist_subset"
+OLIST = real_data_dir() / "olist_subset"
 
 
 @pytest.mark.skipif(not OLIST.exists(), reason=f"Olist data not found at {OLIST} (set PROMO_REAL_DATA_DIR)")

@@ -9,7 +9,6 @@ with their clicks and conversions into weighted examples so the loop's retrainin
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from ml.generator.config import (
 )
 from ml.generator.grammar import GRAMMAR
 from ml.generator.slots import SLOT_PATTERN
+from ml.real_data import real_data_dir
 
 ADVERTISEGEN_FILE = Path("advertisegen") / "train_head5000.json"
 
@@ -139,12 +139,6 @@ def join_pieces(pieces: list[str], locale: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- AdvertiseGen
-def real_data_dir() -> Path:
-    """$PROMO_REAL_DATA_DIR, else ../shared/data beside the repository root."""
-    env = os.environ.get("PROMO_REAL_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
 def advertisegen_path() -> Path | None:
     path = real_data_dir() / ADVERTISEGEN_FILE
     return path if path.exists() else None
