@@ -1,4 +1,4 @@
-"""The closed-loop benchmark: `python -m bench.closed_loop [--home DIR] [--days 14] [--seed 7]`.
+"""The closed-loop benchmark: `python -m bench.closed_loop [--home DIR] [--days 14] [--seed 7] [--start 2026-10-20]`.
 
 Runs `promoloop demo` (simulated shop, demo size, fixed seed) and scores the platform's last 7 days against
 the oracle, random and rule policies with the simulator's ground truth (orchestration/closed_loop.py). Writes
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from datetime import date
 from pathlib import Path
 
 from bench.common import write_result
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", default=None, help="PROMO_HOME for the run (default: a temporary folder)")
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--start", default="2026-10-20",
+                        help="the shop's first history day (fixed, so a rerun on another day gives the same figures)")
     args = parser.parse_args(argv)
     home = Path(args.home or tempfile.mkdtemp(prefix="promoloop-closed-loop-")).resolve()
     os.environ["PROMO_HOME"] = str(home)
@@ -29,13 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.demo import DemoOptions, run_demo
     from orchestration.settings import PromoPaths
 
-    card, seconds = run_demo(PromoPaths(home), DemoOptions(loop_days=args.days, seed=args.seed))
+    options = DemoOptions(loop_days=args.days, seed=args.seed, start=date.fromisoformat(args.start))
+    card, seconds = run_demo(PromoPaths(home), options)
     week = card.last_week(7)
     oracle, platform, rule, random = (week[p] for p in ("oracle", "platform", "rule", "random"))
     share = platform / oracle if oracle > 0 else 0.0
     vs_rule = platform / rule if rule > 0 else 0.0
     extra = {
-        "days": args.days, "seed": args.seed, "last_7_days_margin": week,
+        "days": args.days, "seed": args.seed, "start": args.start, "last_7_days_margin": week,
         "random_share": random / oracle if oracle > 0 else None,
         "rule_share": rule / oracle if oracle > 0 else None,
         "gates": [{"day": str(g.day), "action": g.action, "reason": g.reason} for g in card.gates],

@@ -1,6 +1,7 @@
 """The effect predictor on the simulated shop, beside the T-learner and the popularity rule, with the truth.
 
-    python -m bench.predictor_simulator --seed 7 [--loop-days 12] [--eval-days 3] [--home DIR] [--bootstrap 200]
+    python -m bench.predictor_simulator --seed 7 [--start 2026-10-19] [--loop-days 12] [--eval-days 3] [--home DIR]
+        [--bootstrap 200]
 
 1. Log: a demo-size shop (5,000 users, 500 products, 30 history days) goes through the real Dagster jobs
    (ingest, dbt features), then the daily scoring job runs for `--loop-days` days with no trained model, so
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -57,6 +58,10 @@ class LogOptions:
     budget: float = 1500.0  # the plan's daily budget: sizes the exploration's send rate q (at most 0.3)
     cap_per_7d: int = 7  # frequency cap during the collection (the default 2 would cap most users by day 7)
     sms_quota: int = 2000  # the cold-start exploration does not ration SMS; the plan's check enforces the quota
+    # The shop's first history day. Fixed, not relative to today: the calendar changes the log (weekdays,
+    # the users' UTC offsets across daylight-saving changes), so a date-relative log gave other figures on
+    # another day with the same seed.
+    start: str = "2026-10-19"
 
 
 def _read(warehouse: Path, sql: str) -> pl.DataFrame:
@@ -88,8 +93,8 @@ def build_log(home: Path, opt: LogOptions) -> pl.DataFrame:
 
     paths = PromoPaths(home)
     started = time.perf_counter()
-    shop = simulate_shop(paths, opt.n_users, opt.n_products, opt.history_days, opt.seed, None,
-                         opt.loop_days + opt.settle_days)
+    shop = simulate_shop(paths, opt.n_users, opt.n_products, opt.history_days, opt.seed,
+                         date.fromisoformat(opt.start), opt.loop_days + opt.settle_days)
     first = shop.config.start
     last = first + timedelta(days=opt.history_days - 1)
     instance = get_instance(paths.dagster_home)
@@ -153,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop-days", type=int, default=LogOptions.loop_days)
     p.add_argument("--eval-days", type=int, default=3, help="latest labelled days held out for evaluation")
     p.add_argument("--budget", type=float, default=LogOptions.budget)
+    p.add_argument("--start", default=LogOptions.start, help="the shop's first history day (ISO date)")
     p.add_argument("--epochs", type=int, default=None, help="default: the effect_predictor asset's")
     p.add_argument("--bootstrap", type=int, default=200)
     args = p.parse_args(argv)
     home = Path(args.home or tempfile.mkdtemp(prefix="promoloop-predictor-sim-")).resolve()
     os.environ["PROMO_HOME"] = str(home)
-    opt = LogOptions(loop_days=args.loop_days, seed=args.seed, budget=args.budget)
+    opt = LogOptions(loop_days=args.loop_days, seed=args.seed, budget=args.budget, start=args.start)
     started = time.perf_counter()
 
     log_path, meta_path = home / LOG_FILE, home / "predictor_simulator_log.json"

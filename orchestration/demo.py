@@ -45,6 +45,9 @@ class DemoOptions:
     loop_days: int = 14
     seed: int = 7
     fresh: bool = True
+    # The first history day; None: history and loop end yesterday (the demo). Benchmarks fix it, because the
+    # calendar changes the shop (weekdays, the users' UTC offsets across daylight-saving changes).
+    start: date | None = None
 
 
 @dataclass
@@ -99,6 +102,11 @@ def simulate_shop(
 ):
     from simulator import Shop, ShopConfig
 
+    if start is not None and start + timedelta(days=history_days + loop_days) > date.today():
+        # The jobs' daily partitions exist up to yesterday's: days after that cannot be loaded or scored.
+        end = start + timedelta(days=history_days + loop_days - 1)
+        raise ValueError(f"start {start}: {history_days} history and {loop_days} later days would end on {end}, "
+                         f"not before today ({date.today()}); pick an earlier start")
     cfg = ShopConfig(
         n_users=n_users,
         n_products=n_products,
@@ -250,7 +258,7 @@ def run_demo(paths: PromoPaths, options: DemoOptions) -> tuple[Scorecard, float]
         options.n_products,
         options.history_days,
         options.seed,
-        None,
+        options.start,
         options.loop_days,
     )
     first = shop.config.start

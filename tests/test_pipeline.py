@@ -122,3 +122,15 @@ def test_demo_steps_keep_dbt_output_in_the_log(
     with pytest.raises(Exception, match="no_such_job"):
         timer.job("broken", defs, instance, "no_such_job")
     assert f"  ✗ broken failed; its output is in {timer.log}" in capsys.readouterr().err
+
+
+def test_a_fixed_start_must_end_before_today(tmp_path: Path) -> None:
+    """Benchmarks fix the shop's first day; one whose days would reach today or later (no partition exists
+    for them yet) is refused before anything is simulated."""
+    from orchestration.demo import simulate_shop
+
+    paths = PromoPaths(tmp_path / "home")
+    start = date.today() - timedelta(days=40)
+    with pytest.raises(ValueError, match=rf"start {start}: 30 history and 11 later days would end on {date.today()}, not before today"):
+        simulate_shop(paths, 10, 5, 30, 1, start, 11)
+    assert not paths.home.exists()
