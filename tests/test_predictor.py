@@ -182,6 +182,27 @@ def test_split_has_no_leakage(frame):
     assert train.height + valid.height == frame.height
 
 
+def test_validation_judges_epochs_by_the_conversion_heads_only(frame):
+    """The click head trains but does not choose the kept epoch: moving its output leaves the validation
+    loss unchanged, moving the no-send baseline's changes it."""
+    enc = FeatureEncoder.fit(frame, contract_spec())
+    data = enc.transform(frame)
+    torch.manual_seed(0)
+    model = EffectPredictor(TINY, enc)
+    cpu = torch.device("cpu")
+    before = validation_loss(model, data, 4096, cpu)
+    with torch.no_grad():
+        out = model.eval()(data.tensors)
+    full, conversion = effect_loss(out, data.tensors), effect_loss(out, data.tensors, with_click=False)
+    assert before == pytest.approx(float(conversion), rel=1e-5) and float(full) > float(conversion)
+    with torch.no_grad():
+        model.effect_head[-1].bias[1] += 3.0  # the click logit
+    assert validation_loss(model, data, 4096, cpu) == pytest.approx(before, rel=1e-6)
+    with torch.no_grad():
+        model.baseline_head[-1].bias += 3.0  # P(convert | no send)
+    assert validation_loss(model, data, 4096, cpu) > before + 0.1
+
+
 def test_training_reduces_loss(tmp_path, frame):
     cfg = tiny_config(epochs=4)
     train, valid = split_examples(frame, "time", 0.2)

@@ -220,19 +220,22 @@ class EffectPredictor(nn.Module):
         return self.heads(self.context(batch), batch)
 
 
-def effect_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def effect_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], with_click: bool = True) -> torch.Tensor:
     """Weighted BCE: click and P(convert | send) on treated rows, P(convert | no send) on untreated rows.
 
     Weights are the clipped inverse logged propensities (1 where none were logged); each part is averaged
-    over its own rows so a batch with few control rows still teaches the baseline head.
+    over its own rows so a batch with few control rows still teaches the baseline head. `with_click=False`
+    leaves the click term out: the conversion heads' loss, which validation judges epochs by.
     """
     treated = batch["treated"]
     w_t = batch["weight"] * treated
     w_c = batch["weight"] * (1.0 - treated)
     bce = nn.functional.binary_cross_entropy_with_logits
-    click = (bce(out["click"], batch["click"], reduction="none") * w_t).sum() / w_t.sum().clamp(min=1.0)
     send = (bce(out["convert_send"], batch["convert"], reduction="none") * w_t).sum() / w_t.sum().clamp(min=1.0)
     none = (bce(out["convert_none"], batch["convert"], reduction="none") * w_c).sum() / w_c.sum().clamp(min=1.0)
+    if not with_click:
+        return send + none
+    click = (bce(out["click"], batch["click"], reduction="none") * w_t).sum() / w_t.sum().clamp(min=1.0)
     return click + send + none
 
 
