@@ -105,6 +105,19 @@ def test_training_examples_never_see_the_decision_day_or_later(pipeline_home: Pa
     assert min(seq_age) > 0  # nothing at or after the cut
     assert views_7d >= 1 and carts_30d == 0 and purchases_90d == 0  # the cart and purchase are in the future
     assert label is True  # ... and the purchase after send_at is the outcome
+    # The user's funnel features count only carts (and views, purchases) of the 90 days before the cut.
+    funnel = _sql(
+        pipeline_home,
+        "select u_carts_90d, u_carts_per_view_90d, u_purchases_per_cart_90d from marts.fct_training_examples "
+        "where decision_id = 'pit-decision'",
+    )[0]
+    past = _sql(
+        pipeline_home,
+        "select count(*) filter (where event_type in ('cart', 'favorite')), count(*) filter (where event_type = 'view'), "
+        "count(*) filter (where event_type = 'purchase') from raw.events "
+        f"where user_id = '{user}' and event_at < TIMESTAMP '{midnight}' and event_at >= TIMESTAMP '{midnight}' - interval 90 day",
+    )[0]
+    assert funnel == pytest.approx((past[0], (past[0] + 1) / (past[1] + 10), (past[2] + 1) / (past[0] + 2)))
 
 
 def test_demo_steps_keep_dbt_output_in_the_log(

@@ -18,6 +18,8 @@ user_activity as (
         coalesce(sum(a.n_events), 0) as u_events_90d,
         coalesce(sum(a.n_purchases) filter (where a.event_date >= user_cuts.as_of_date - 30), 0) as u_purchases_30d,
         coalesce(sum(a.n_purchases), 0) as u_purchases_90d,
+        coalesce(sum(a.n_views), 0) as u_views_90d,
+        coalesce(sum(a.n_carts), 0) as u_carts_90d,
         coalesce(sum(a.revenue), 0) as u_revenue_90d,
         coalesce(sum(a.purchased_price_sum) / nullif(sum(a.n_purchases), 0), 0) as u_avg_price_90d,
         max(a.event_date) as last_active_date,
@@ -73,7 +75,8 @@ user_responses as (
         user_cuts.user_id,
         user_cuts.as_of_date,
         count(*) as n_past_sends,
-        count(*) filter (where o.label_convert) as n_past_conversions
+        count(*) filter (where o.label_convert) as n_past_conversions,
+        count(*) filter (where o.label_click) as n_past_clicks
     from user_cuts
     inner join {{ ref('int_decision_outcomes') }} as o
         on o.user_id = user_cuts.user_id
@@ -196,11 +199,19 @@ pit_features as (
         ua.u_events_90d::double as u_events_90d,
         ua.u_purchases_30d::double as u_purchases_30d,
         ua.u_purchases_90d::double as u_purchases_90d,
+        ua.u_carts_90d::double as u_carts_90d,
+        -- The shopping funnel, smoothed towards typical rates when there is little history: how often a view
+        -- becomes a cart, and how often a cart ends in a purchase (cart abandoners are who a discount moves).
+        ((ua.u_carts_90d + 1.0) / (ua.u_views_90d + 10.0))::double as u_carts_per_view_90d,
+        ((ua.u_purchases_90d + 1.0) / (ua.u_carts_90d + 2.0))::double as u_purchases_per_cart_90d,
         ua.u_revenue_90d::double as u_revenue_90d,
         ua.u_avg_price_90d::double as u_avg_price_90d,
         coalesce(up.u_price_sensitivity, 1.0)::double as u_price_sensitivity,
         ((coalesce(ur.n_past_conversions, 0) + 0.2) / (coalesce(ur.n_past_sends, 0) + 10.0))::double
             as u_discount_responsiveness,
+        -- A message is clicked more often than it is bought from, and who clicks is who a message moves: the
+        -- same responsiveness, read from more outcomes.
+        ((coalesce(ur.n_past_clicks, 0) + 0.5) / (coalesce(ur.n_past_sends, 0) + 10.0))::double as u_click_rate,
         coalesce(um.u_sends_7d, 0)::double as u_sends_7d,
         coalesce(um.u_sends_30d, 0)::double as u_sends_30d,
         coalesce(ua.u_active_hour, 12)::integer as u_active_hour,

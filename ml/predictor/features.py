@@ -115,10 +115,11 @@ def contract_spec(max_len: int = 20) -> FeatureSpec:
     return FeatureSpec(
         numeric=(
             "u_tenure_days", "u_recency_days", "u_events_7d", "u_events_30d", "u_events_90d",
-            "u_purchases_30d", "u_purchases_90d", "u_revenue_90d", "u_avg_price_90d", "u_price_sensitivity",
-            "u_discount_responsiveness", "u_sends_7d", "u_sends_30d", "u_cat_affinity", "u_product_views_7d",
-            "u_product_carts_30d", "u_product_purchases_90d", "p_price", "p_price_pct_in_category",
-            "p_margin_rate", "p_popularity_30d", "p_conversion_rate_30d",
+            "u_purchases_30d", "u_purchases_90d", "u_carts_90d", "u_carts_per_view_90d", "u_purchases_per_cart_90d",
+            "u_revenue_90d", "u_avg_price_90d", "u_price_sensitivity", "u_discount_responsiveness", "u_click_rate",
+            "u_sends_7d", "u_sends_30d", "u_cat_affinity", "u_product_views_7d", "u_product_carts_30d",
+            "u_product_purchases_90d", "p_price", "p_price_pct_in_category", "p_margin_rate", "p_popularity_30d",
+            "p_conversion_rate_30d",
         ),
         categorical=(
             "u_active_hour", "u_city_tier", "u_member_level", "u_locale", "u_gender", "u_preferred_platform",
@@ -128,7 +129,7 @@ def contract_spec(max_len: int = 20) -> FeatureSpec:
         action_categorical=("o_type", "channel", "send_hour"),
         log_numeric=(
             "u_tenure_days", "u_recency_days", "u_events_7d", "u_events_30d", "u_events_90d", "u_purchases_30d",
-            "u_purchases_90d", "u_revenue_90d", "u_avg_price_90d", "u_sends_7d", "u_sends_30d",
+            "u_purchases_90d", "u_carts_90d", "u_revenue_90d", "u_avg_price_90d", "u_sends_7d", "u_sends_30d",
             "u_product_views_7d", "u_product_carts_30d", "u_product_purchases_90d", "p_price",
             "p_popularity_30d", "o_value", "o_min_spend",
         ),

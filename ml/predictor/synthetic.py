@@ -74,6 +74,9 @@ def synthetic_examples(
     click = treated & (rng.random(n) < np.clip(0.05 + 2.0 * tau, 0, 1))
 
     price = product_price[product]
+    events_90d = rng.poisson(30, n).astype(np.float64)
+    purchases_90d = rng.poisson(1.5, n).astype(np.float64)
+    carts_90d = rng.poisson(4, n).astype(np.float64)
     user_names = np.char.add("u", np.arange(n_users).astype(str))
     product_names = np.char.add("p", np.arange(n_products).astype(str))
     return pl.DataFrame(
@@ -97,13 +100,17 @@ def synthetic_examples(
             "u_recency_days": rng.exponential(5, n),
             "u_events_7d": rng.poisson(3, n).astype(np.float64),
             "u_events_30d": rng.poisson(12, n).astype(np.float64),
-            "u_events_90d": rng.poisson(30, n).astype(np.float64),
+            "u_events_90d": events_90d,
             "u_purchases_30d": rng.poisson(0.5, n).astype(np.float64),
-            "u_purchases_90d": rng.poisson(1.5, n).astype(np.float64),
+            "u_purchases_90d": purchases_90d,
+            "u_carts_90d": carts_90d,
+            "u_carts_per_view_90d": (carts_90d + 1.0) / (events_90d + 10.0),
+            "u_purchases_per_cart_90d": (purchases_90d + 1.0) / (carts_90d + 2.0),
             "u_revenue_90d": rng.exponential(60, n),
             "u_avg_price_90d": rng.exponential(30, n),
             "u_price_sensitivity": rng.uniform(0.5, 1.5, n),
             "u_discount_responsiveness": (user_resp[user] * 0.5 + rng.normal(0, 0.02, n)).clip(0, 1),
+            "u_click_rate": (0.05 + user_resp[user] + rng.normal(0, 0.03, n)).clip(0, 1),
             "u_sends_7d": rng.poisson(0.5, n).astype(np.float64),
             "u_sends_30d": rng.poisson(2, n).astype(np.float64),
             "u_active_hour": user_active_hour[user].astype(np.int32),

@@ -20,6 +20,7 @@ daily as (
         event_date,
         count(*) as n_events,
         count(*) filter (where event_type = 'view') as n_views,
+        count(*) filter (where event_type in ('cart', 'favorite')) as n_carts,
         count(*) filter (where event_type = 'purchase') as n_purchases,
         coalesce(sum(price * quantity) filter (where event_type = 'purchase'), 0) as revenue,
         coalesce(sum(price) filter (where event_type = 'purchase'), 0) as purchased_price_sum,
