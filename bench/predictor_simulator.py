@@ -20,7 +20,8 @@
 3. Evaluate on the held-out days' randomized rows (users in the exploration draw: not holdout, not
    frequency-capped) with `ml.predictor.evaluate.evaluate_predictor`: AUC / log-loss / ECE, Qini, AUUC and
    uplift@10/30 % with bootstrap intervals, and the correlation of predicted with true uplift, beside a
-   T-learner fitted on the same training rows and the popularity rule.
+   T-learner fitted on the same training rows and the popularity rule; and the oracle's AUC and Qini on the
+   same rows (the true probabilities as scores): the ceiling.
 
 Writes bench/results/predictor_simulator_{convert_auc,qini,ece,true_uplift_corr}.json. `--home DIR` keeps the
 shop and the log there; a second run with the same DIR and log options reuses the log (training and
@@ -151,6 +152,21 @@ def sizes(frame: pl.DataFrame) -> dict[str, int]:
     }
 
 
+def oracle_ceiling(rows: pl.DataFrame) -> dict[str, float]:
+    """What a model that knew the simulator's true probabilities would score on `rows`: the ceiling the
+    model's and the baselines' figures are read against (their gap to it is what features can still buy)."""
+    from ml.predictor import metrics as M
+
+    treated = rows["is_treated"].cast(pl.Boolean).to_numpy()
+    y = rows["label_convert"].cast(pl.Float64).to_numpy()
+    p_send = rows["true_p_convert_send"].cast(pl.Float64).to_numpy()
+    return {
+        "convert_send_auc": M.auc(y[treated], p_send[treated]),
+        "convert_send_true_auc": M.expected_auc(p_send, p_send),
+        "qini": M.qini_coefficient(y, treated.astype(float), rows["true_uplift"].cast(pl.Float64).to_numpy()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=7)
@@ -228,10 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"against the true P(convert | send) of all {randomized.height:,} held-out rows (outcome noise removed): AUC model "
           f"{v(m, 'convert_send_true_auc'):.4f}, T-learner {v(t, 'convert_send_true_auc'):.4f}, "
           f"popularity rule {v(r, 'convert_send_true_auc'):.4f}")
+    ceiling = oracle_ceiling(randomized)
+    print(f"the oracle (the simulator's true probabilities as the scores) on the same rows: conversion AUC "
+          f"{ceiling['convert_send_auc']:.4f}, Qini {ceiling['qini']:.4f}; against the true P(convert | send) "
+          f"{ceiling['convert_send_true_auc']:.4f} (the most any model can reach)")
     print(f"Qini: model {m['qini']['value']:.4f} [{m['qini']['ci_low']:.4f}, {m['qini']['ci_high']:.4f}] vs best baseline {qini_ref:.4f}: "
           f"{'beats' if beats['qini'] else 'does NOT beat'}")
     print(f"ECE of P(convert | send): {ece:.4f} (target < 0.02)")
-    extra = {"sizes": split_sizes, "log": asdict(opt), "eval_days": [str(d) for d in eval_days],
+    extra = {"sizes": split_sizes, "log": asdict(opt), "oracle": ceiling, "eval_days": [str(d) for d in eval_days],
              "models": report.models, "epochs_run": result.epochs_run, "train_s": train_s, "log_s": log_s,
              "total_s": total_s}
     write_result("predictor_simulator_convert_auc", v(m, "convert_send_auc"), "AUC of P(convert | send), treated held-out rows",
