@@ -60,6 +60,7 @@ def hillstrom_spec(outcome: str) -> FeatureSpec:
         price=None,
         depth=None,
         margin_rate=None,
+        unit=None,  # one row per customer
     )
 
 

@@ -152,6 +152,48 @@ def test_cross_validation_shrinks_an_effect_fitted_on_a_handful_of_purchases():
     assert (x @ tuned).std() < 0.5 * (x @ weak).std()
 
 
+def test_folds_keep_each_customer_in_one_fold():
+    from ml.predictor.baselines import fold_ids
+
+    units = torch.arange(90).repeat_interleave(4)[torch.randperm(360, generator=torch.Generator().manual_seed(1))]
+    fold = fold_ids(len(units), 3, seed=0, units=units)
+    for u in range(90):
+        assert fold[units == u].unique().numel() == 1
+    assert sorted(torch.bincount(fold).tolist()) == [120, 120, 120]  # 30 customers x 4 rows in each fold
+    assert torch.equal(fold, fold_ids(len(units), 3, seed=0, units=units))
+
+
+def test_customer_folds_do_not_reward_memorising_repeated_customers():
+    """A customer's rows on several days share their features. Here the features are noise and each customer
+    has their own purchase rate: folds of rows score a model on customers it was fitted on, so a weak penalty
+    that memorises them looks best; folds of customers see through it and shrink."""
+    from ml.predictor.baselines import fit_logistic_cv
+
+    gen = torch.Generator().manual_seed(5)
+    n_customers, days = 120, 8
+    x_customer = torch.randn(n_customers, 40, generator=gen, dtype=torch.float64)
+    rate = 0.6 * torch.rand(n_customers, generator=gen, dtype=torch.float64) ** 2
+    units = torch.arange(n_customers).repeat_interleave(days)
+    x = torch.cat([x_customer[units], torch.ones(len(units), 1, dtype=torch.float64)], 1)
+    y = torch.bernoulli(rate[units], generator=gen)
+    w = torch.ones(len(units), dtype=torch.float64)
+    _, l2_rows = fit_logistic_cv(x, y, w)
+    _, l2_customers = fit_logistic_cv(x, y, w, units=units)
+    assert l2_customers > l2_rows  # 3x to 10x larger on seeds 0-5 of this draw
+
+
+def test_unit_codes_name_a_missing_column(frame):
+    from ml.predictor.features import unit_codes
+
+    codes = unit_codes(frame, contract_spec())
+    assert codes is not None and codes.shape == (frame.height,)
+    same = (frame["user_id"] == frame["user_id"][0]).to_numpy()
+    assert (codes.numpy()[same] == codes[0].item()).all() and (codes.numpy()[~same] != codes[0].item()).all()
+    with pytest.raises(FeatureError, match="unit column 'user_id'"):
+        unit_codes(frame.drop("user_id"), contract_spec())
+    assert unit_codes(frame.drop("user_id"), FeatureSpec(**{**contract_spec().to_dict(), "sequence": None, "unit": None})) is None
+
+
 def test_cold_start_users_and_products_score(tmp_path, frame):
     result = train_predictor(frame, tiny_config(epochs=1), tmp_path)
     predictor = load_predictor(tmp_path, "cpu")
@@ -317,15 +359,16 @@ def test_evaluation_beside_baselines(tmp_path, frame):
     result = train_predictor(train, tiny_config(epochs=2), tmp_path / "model", valid_df=valid)
     predictor = load_predictor(result.out_dir, "cpu")
     report = evaluate_predictor(predictor, valid, tmp_path / "eval", train_df=train, n_boot=20)
-    assert set(report.models) == {"model", "t_learner", "popularity_rule"}
+    assert set(report.models) == {"model", "t_learner", "t_learner_cv", "popularity_rule"}
     model = report.models["model"]
     for key in ("convert_send_auc", "convert_none_ece", "click_auc", "true_uplift_pearson", "policy_value_ratio_at_30"):
         assert np.isfinite(model[key]), key
     assert model["qini"]["ci_low"] <= model["qini"]["value"] <= model["qini"]["ci_high"]
     assert model["convert_send_auc_ci"]["value"] == model["convert_send_auc"]
     assert model["convert_send_auc_ci"]["ci_low"] <= model["convert_send_auc"] <= model["convert_send_auc_ci"]["ci_high"]
-    diff = model["convert_send_auc_minus_t_learner"]
-    assert diff["value"] == pytest.approx(model["convert_send_auc"] - report.models["t_learner"]["convert_send_auc"])
+    for baseline in ("t_learner", "t_learner_cv"):
+        diff = model[f"convert_send_auc_minus_{baseline}"]
+        assert diff["value"] == pytest.approx(model["convert_send_auc"] - report.models[baseline]["convert_send_auc"])
     assert all(p.exists() and p.suffix == ".png" for p in report.plots)
     assert "| qini |" in report.markdown()
 

@@ -7,6 +7,7 @@ greedy policy they are biased); and, when the simulator's `true_uplift` is prese
 predicted with true uplift and the true value of treating the top k% by each model against the oracle's;
 with its `true_p_convert_send` / `true_p_convert_none`, the AUC each model's probabilities have against the
 true ones (`convert_send_true_auc`: outcome noise removed, on all rows).
+Baselines: the T-learner with the fixed penalty (`t_learner`) and with cross-validated ones (`t_learner_cv`).
 The popularity rule has no probabilities: it gets the ranking metrics only (AUC of its score, uplift curves).
 Plots (reliability, Qini curves) are written as PNG and their paths returned for the Dagster metadata.
 """
@@ -25,6 +26,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from ml.predictor import metrics as M
 from ml.predictor.baselines import RuleBaseline, TLearner
+from ml.predictor.features import unit_codes
 from ml.predictor.predict import Predictor, load_predictor
 
 
@@ -40,7 +42,7 @@ class EvalReport:
         return {"rows": self.rows, "models": self.models, "plots": [str(p) for p in self.plots]}
 
     def markdown(self) -> str:
-        keys = ["convert_send_auc_ci", "convert_send_auc_minus_t_learner", "convert_send_true_auc", "convert_none_auc", "convert_none_true_auc", "convert_send_ece", "qini", "auuc", "uplift_at_10", "uplift_at_30", "true_uplift_pearson", "policy_value_ratio_at_30"]
+        keys = ["convert_send_auc_ci", "convert_send_auc_minus_t_learner", "convert_send_auc_minus_t_learner_cv", "convert_send_true_auc", "convert_none_auc", "convert_none_true_auc", "convert_send_ece", "qini", "auuc", "uplift_at_10", "uplift_at_30", "true_uplift_pearson", "policy_value_ratio_at_30"]
         lines = ["| metric | " + " | ".join(self.models) + " |", "|---|" + "---|" * len(self.models)]
         for key in keys:
             if not any(key in m for m in self.models.values()):
@@ -132,7 +134,12 @@ def evaluate_predictor(
 
     candidates: dict[str, dict[str, np.ndarray]] = {"model": predictor.predict_encoded(data)}
     if train_df is not None:
-        candidates["t_learner"] = TLearner(predictor.encoder).fit(predictor.encoder.transform(train_df, with_labels=True)).predict(data)
+        train_data = predictor.encoder.transform(train_df, with_labels=True)
+        candidates["t_learner"] = TLearner(predictor.encoder).fit(train_data).predict(data)
+        # The same two regressions with penalties chosen as the model's wide start chooses its own: what the
+        # deep part must beat for its rankings to be worth more than a tuned linear model's.
+        candidates["t_learner_cv"] = TLearner(predictor.encoder, l2=None).fit(
+            train_data, unit_codes(train_df, spec), seed).predict(data)
     rule = rule or RuleBaseline()
     rule_score = rule.uplift_score(df) if rule.column in df.columns else None
 

@@ -61,6 +61,9 @@ class FeatureSpec:
     price: str | None = "p_price"
     depth: str | None = "o_depth"
     margin_rate: str | None = "p_margin_rate"
+    # Rows with the same value are one customer: cross-validation keeps each in one fold (None: every row is
+    # its own unit, as in Hillstrom's one row per customer).
+    unit: str | None = "user_id"
 
     def feature_columns(self) -> list[str]:
         """Columns needed to score a row (serving)."""
@@ -135,6 +138,18 @@ def contract_spec(max_len: int = 20) -> FeatureSpec:
         ),
         sequence=SequenceSpec(max_len=max_len),
     )
+
+
+def unit_codes(df: pl.DataFrame, spec: FeatureSpec) -> torch.Tensor | None:
+    """(N,) int64 code of each row's customer (`spec.unit`), equal codes for equal values; None when the
+    spec has no unit column (every row its own customer)."""
+    if spec.unit is None:
+        return None
+    if spec.unit not in df.columns:
+        raise FeatureError(f"training frame: missing unit column {spec.unit!r} (FeatureSpec.unit: whose rows these are)")
+    if df[spec.unit].null_count():
+        raise FeatureError(f"training frame: unit column {spec.unit!r} has {df[spec.unit].null_count()} null value(s)")
+    return torch.from_numpy(df[spec.unit].rank("dense").cast(pl.Int64).to_numpy().copy())
 
 
 @dataclass

@@ -142,16 +142,19 @@ class EffectPredictor(nn.Module):
         self.effect_head[-1].bias[1] = logit(p_click)
 
     @torch.no_grad()
-    def init_wide(self, data: EncodedFrame, encoder: FeatureEncoder, seed: int = 0) -> dict[str, float]:
-        """Start at the logistic regressions of `baselines.fit_wide_start` (fitted on `data`): the wide terms
-        take their coefficients, the heads' biases their intercepts, and the deep heads' last layers start at
-        zero, so training begins where the linear models end and the deep part learns only what they miss.
+    def init_wide(
+        self, data: EncodedFrame, encoder: FeatureEncoder, seed: int = 0, units: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """Start at the logistic regressions of `baselines.fit_wide_start` (fitted on `data`; `units` (N,)
+        are the rows' customer codes for its cross-validation folds): the wide terms take their
+        coefficients, the heads' biases their intercepts, and the deep heads' last layers start at zero, so
+        training begins where the linear models end and the deep part learns only what they miss.
         Returns the L2 strengths cross-validation chose."""
         from ml.predictor.baselines import fit_wide_start
 
         if not self.cfg.wide:
             raise ValueError("init_wide needs a model built with ModelConfig(wide=True)")
-        start = fit_wide_start(data, encoder, seed)
+        start = fit_wide_start(data, encoder, seed, units)
         none, delta, click = (b.float() for b in (start.beta_none, start.beta_delta, start.beta_click))  # (F,) each
         spec = encoder.spec
         n_num, n_act = len(spec.numeric), len(spec.action_numeric)

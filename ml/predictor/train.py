@@ -33,7 +33,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ml.device import autocast_dtype, pick_device
-from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureSpec, contract_spec
+from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureSpec, contract_spec, unit_codes
 from ml.predictor.loader import PackedFrame, epoch_order
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss
 from ml.predictor.predict import load_predictor, save_predictor
@@ -260,7 +260,7 @@ def train_predictor(
     else:
         model.init_output_bias(*base_rates(train_df, spec))
         if model.cfg.wide:
-            model.init_wide(train_encoded, encoder, cfg.seed)
+            model.init_wide(train_encoded, encoder, cfg.seed, unit_codes(train_df, spec))
     del train_encoded  # the packed copy is what training reads
     model = model.to(device)
     wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
