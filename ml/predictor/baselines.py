@@ -56,8 +56,8 @@ def fit_logistic(
     return beta.detach()
 
 
-# Half-decade steps: with a tenfold gap between 1e-3 and 1e-2 the choice on the simulator's logs fell on
-# either side of the penalty that held out best (3e-3) and the wide start ranked worse than the T-learner.
+# Half-decade steps: the grid used to jump tenfold from 1e-3 to 1e-2, too coarse a choice for a model fitted
+# on a few hundred conversions.
 L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 
 
@@ -84,7 +84,7 @@ def fit_logistic_cv(
     spends the budget on exactly those rows. Cross-validation picks a strong penalty when the data are few.
     `units` (N,): each row's customer code. A customer's rows on different days share most features, so
     folds of rows let a model be judged on customers it was fitted on and reward a weak penalty; folds of
-    customers do not (on the 24-day simulator log the row folds chose 1e-4 for P(convert | no send))."""
+    customers do not (tests/test_predictor.py: customers whose features are noise)."""
     n = len(x)
     fold = fold_ids(n, folds, seed, units)
     if n < 2 * folds or y.sum() < folds or (1 - y).sum() < folds or int(fold.max()) + 1 < folds:
