@@ -67,9 +67,8 @@ def fold_ids(n: int, folds: int, seed: int = 0, units: torch.Tensor | None = Non
     gen = torch.Generator().manual_seed(seed)
     if units is None:
         return torch.randperm(n, generator=gen) % folds
-    _, unit_index = torch.unique(units, return_inverse=True)
-    n_units = int(unit_index.max()) + 1 if n else 0
-    return (torch.randperm(n_units, generator=gen) % folds)[unit_index]
+    distinct, unit_index = torch.unique(units, return_inverse=True)
+    return (torch.randperm(len(distinct), generator=gen) % folds)[unit_index]
 
 
 def fit_logistic_cv(
@@ -87,7 +86,7 @@ def fit_logistic_cv(
     customers do not (tests/test_predictor.py: customers whose features are noise)."""
     n = len(x)
     fold = fold_ids(n, folds, seed, units)
-    if n < 2 * folds or y.sum() < folds or (1 - y).sum() < folds or int(fold.max()) + 1 < folds:
+    if n < 2 * folds or y.sum() < folds or (1 - y).sum() < folds or fold.unique().numel() < folds:
         l2 = max(grid)  # too few rows, outcomes or customers to compare: the strongest shrinkage
         return fit_logistic(x, y, w, l2, max_iter, offset), l2
     base = torch.zeros(n, dtype=torch.float64) if offset is None else offset.double()
@@ -159,14 +158,14 @@ class TLearner:
         x_c = design_matrix(data, self.encoder, with_action=False)[~treated]
         w = t["weight"].double()
 
-        def fit(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        def regression(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             if self.l2 is not None:
                 return fit_logistic(x, y[rows], w[rows], self.l2)
             return fit_logistic_cv(x, y[rows], w[rows], seed=seed, units=None if units is None else units[rows])[0]
 
-        self.beta_send = fit(x_t, t["convert"].double(), treated)
-        self.beta_click = fit(x_t, t["click"].double(), treated)
-        self.beta_none = fit(x_c, t["convert"].double(), ~treated)
+        self.beta_send = regression(x_t, t["convert"].double(), treated)
+        self.beta_click = regression(x_t, t["click"].double(), treated)
+        self.beta_none = regression(x_c, t["convert"].double(), ~treated)
         return self
 
     @torch.no_grad()
