@@ -23,6 +23,7 @@ import polars as pl
 import torch
 
 from bench.common import write_result
+from ml.predictor.features import with_derived_columns
 from ml.predictor.predict import Predictor, load_predictor
 from ml.predictor.synthetic import synthetic_examples
 from ml.predictor.train import TrainConfig, train_predictor
@@ -41,7 +42,11 @@ def day_of_actions(n_contexts: int, seed: int = 1) -> pl.DataFrame:
     contexts = synthetic_examples(n_rows=n_contexts, n_users=n_contexts // 4, n_products=5_000, seed=seed)
     # One row per (user, product, as-of day): duplicates of a context would only flatter the cache.
     contexts = contexts.unique(["user_id", "product_id", "as_of_date"], keep="first", maintain_order=True)
-    return contexts.drop("channel", "send_hour").join(CHANNEL_HOURS, how="cross")
+    return (
+        contexts.drop("channel", "send_hour", "send_at")
+        .join(CHANNEL_HOURS, how="cross")
+        .with_columns((pl.col("as_of_date").cast(pl.Datetime("us")) + pl.duration(hours="send_hour")).alias("send_at"))
+    )
 
 
 def numpy_reference(frame: pl.DataFrame, predictor: Predictor) -> np.ndarray:
@@ -50,7 +55,7 @@ def numpy_reference(frame: pl.DataFrame, predictor: Predictor) -> np.ndarray:
     spec = predictor.spec
     numeric = [*spec.numeric, *spec.action_numeric]
     categorical = [*spec.categorical, *spec.action_categorical]
-    x = frame.select(
+    x = with_derived_columns(frame, spec).select(
         *(pl.col(c).cast(pl.Float32).fill_null(0.0) for c in numeric),
         *(pl.col(c).cast(pl.Utf8).hash().mod(1024).cast(pl.Float32) for c in categorical),
     ).to_numpy()

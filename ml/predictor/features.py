@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import torch
 
 UNKNOWN = 0  # index of unseen values in every vocabulary; also the padding value of sequences (masked)
+SEND_HOUR_GAP = "send_hour_gap"  # derived action feature (with_derived_columns)
 
 
 class FeatureError(ValueError):
@@ -64,10 +65,20 @@ class FeatureSpec:
     # Rows with the same value are one customer: cross-validation keeps each in one fold (None: every row is
     # its own unit, as in Hillstrom's one row per customer).
     unit: str | None = "user_id"
+    # (UTC send timestamp, the user's active hour in UTC) that `send_hour_gap` is derived from; None: no gap.
+    hour_gap: tuple[str, str] | None = None
+
+    def derived_columns(self) -> list[str]:
+        """Columns computed from others by `with_derived_columns`, not read from the input."""
+        return [SEND_HOUR_GAP] if self.hour_gap is not None else []
 
     def feature_columns(self) -> list[str]:
         """Columns needed to score a row (serving)."""
-        cols = [*self.numeric, *self.categorical, *self.action_numeric, *self.action_categorical]
+        derived = self.derived_columns()
+        cols = [c for c in (*self.numeric, *self.categorical, *self.action_numeric, *self.action_categorical)
+                if c not in derived]
+        if self.hour_gap is not None:
+            cols += list(self.hour_gap)
         if self.sequence is not None:
             s = self.sequence
             cols += [s.product_ids, s.categories, s.event_types, s.age_hours, s.target_product, s.target_category]
@@ -109,6 +120,12 @@ class FeatureSpec:
             for col in (s.product_ids, s.categories, s.event_types, s.age_hours):
                 if not isinstance(df.schema[col], pl.List):
                     problems.append(f"{col} should be a list column, is {df.schema[col]}")
+        if self.hour_gap is not None:
+            send_at, active_hour = self.hour_gap
+            if not isinstance(df.schema[send_at], pl.Datetime):
+                problems.append(f"{send_at} should be a timestamp (UTC), is {df.schema[send_at]}")
+            if not df.schema[active_hour].is_integer():
+                problems.append(f"{active_hour} should be an integer hour (UTC), is {df.schema[active_hour]}")
         if problems:
             raise FeatureError(f"{where}: " + "; ".join(problems))
 
@@ -129,7 +146,7 @@ def contract_spec(max_len: int = 20) -> FeatureSpec:
             "p_category", "p_brand",
         ),
         action_numeric=("o_depth", "o_value", "o_min_spend"),
-        action_categorical=("o_type", "channel", "send_hour"),
+        action_categorical=("o_type", "channel", "send_hour", SEND_HOUR_GAP),
         log_numeric=(
             "u_tenure_days", "u_recency_days", "u_events_7d", "u_events_30d", "u_events_90d", "u_purchases_30d",
             "u_purchases_90d", "u_carts_90d", "u_revenue_90d", "u_avg_price_90d", "u_sends_7d", "u_sends_30d",
@@ -137,7 +154,24 @@ def contract_spec(max_len: int = 20) -> FeatureSpec:
             "p_popularity_30d", "o_value", "o_min_spend",
         ),
         sequence=SequenceSpec(max_len=max_len),
+        hour_gap=("send_at", "u_active_hour"),
     )
+
+
+def with_derived_columns(df: pl.DataFrame, spec: FeatureSpec) -> pl.DataFrame:
+    """Add `send_hour_gap`: the signed hours from the user's usual active hour to the send, -12..11.
+
+    A message read when the customer is usually shopping moves them more than one arriving hours away, but
+    `send_hour` alone is local time while the active hour comes from event timestamps (UTC): neither column,
+    nor a sum of their weights, tells whether a send meets the customer. Both sides in UTC, the difference
+    does, whatever the time zone. Signed, because the active hour is the hour of a day's *last* event, so
+    the best send sits a little before it.
+    """
+    if spec.hour_gap is None:
+        return df
+    send_at, active_hour = spec.hour_gap
+    gap = (pl.col(send_at).dt.hour().cast(pl.Int32) - pl.col(active_hour).cast(pl.Int32) + 12) % 24 - 12
+    return df.with_columns(gap.alias(SEND_HOUR_GAP))
 
 
 def unit_codes(df: pl.DataFrame, spec: FeatureSpec) -> torch.Tensor | None:
@@ -218,6 +252,7 @@ class FeatureEncoder:
     def fit(cls, df: pl.DataFrame, spec: FeatureSpec, *, min_count: int = 2, max_weight: float = 20.0) -> FeatureEncoder:
         """Fit on the training split only (validation and serving rows must not shape the vocabulary)."""
         spec.validate(df, training=False, where="training frame")
+        df = with_derived_columns(df, spec)
         enc = cls(spec=spec, max_weight=max_weight)
         for col in [*spec.numeric, *spec.action_numeric]:
             values = enc._raw_numeric(df, col)
@@ -254,6 +289,7 @@ class FeatureEncoder:
         if with_labels is None:
             with_labels = all(c in df.columns for c in spec.label_columns())
         spec.validate(df, training=with_labels)
+        df = with_derived_columns(df, spec)
         t: dict[str, torch.Tensor] = {
             "numeric": self._numeric_block(df, spec.numeric),
             "categorical": self._categorical_block(df, spec.categorical),

@@ -88,6 +88,8 @@ def synthetic_examples(
             "as_of_date": as_of,
             "channel": np.array(CHANNELS)[channel],
             "send_hour": send_hour.astype(np.int32),
+            # One time zone (UTC): the send's UTC hour is its local hour, as the active hour is.
+            "send_at": as_of.astype("datetime64[us]") + (send_hour * 3600).astype("timedelta64[s]"),
             "action": np.where(treated, "send", "none"),
             "is_treated": treated,
             "is_holdout": ~treated,
