@@ -18,7 +18,13 @@ from ml.predictor.loader import PackedFrame
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss, expected_incremental_margin
 from ml.predictor.predict import load_predictor, predictor_from_registry, publish_predictor
 from ml.predictor.synthetic import synthetic_examples
-from ml.predictor.train import TrainConfig, split_examples, train_predictor, validation_loss
+from ml.predictor.train import (
+    TrainConfig,
+    split_examples,
+    train_predictor,
+    validation_loss,
+    validation_row_losses,
+)
 from ml.registry import Registry, SchemaMismatchError
 
 TINY = ModelConfig(d_model=16, n_heads=2, n_layers=1, cat_dim=4, hidden=32, head_hidden=16)
@@ -281,6 +287,8 @@ def test_validation_judges_epochs_by_the_conversion_heads_only(frame):
     model = EffectPredictor(TINY, enc)
     cpu = torch.device("cpu")
     before = validation_loss(model, data, 4096, cpu)
+    rows = validation_row_losses(model, data, 64, cpu)  # in small batches: the same rows, the same total
+    assert rows.shape == (len(data),) and float(rows.sum()) == pytest.approx(before, rel=1e-6)
     with torch.no_grad():
         out = model.eval()(data.tensors)
     full, conversion = effect_loss(out, data.tensors), effect_loss(out, data.tensors, with_click=False)
@@ -291,6 +299,22 @@ def test_validation_judges_epochs_by_the_conversion_heads_only(frame):
     with torch.no_grad():
         model.baseline_head[-1].bias += 3.0  # P(convert | no send)
     assert validation_loss(model, data, 4096, cpu) > before + 0.1
+
+
+def test_an_epoch_is_kept_only_when_it_beats_the_noise():
+    from ml.predictor.train import improves_on
+
+    gen = torch.Generator().manual_seed(0)
+    best = torch.rand(5000, generator=gen, dtype=torch.float64) / 5000
+    noise = torch.randn(5000, generator=gen, dtype=torch.float64) / 5000
+    noise = noise - noise.mean()  # the totals then differ by the shift alone
+    # Lower in total by 0.3 standard errors of the paired difference (sqrt(N) x its spread).
+    slightly = best + noise - 0.3 * noise.std() / 5000**0.5
+    clearly = best + noise - 0.2 * best  # lower by 20 %, far beyond the noise
+    assert float(slightly.sum()) < float(best.sum())
+    assert improves_on(slightly, best, 0.0) and not improves_on(slightly, best, 1.0)
+    assert improves_on(clearly, best, 1.0) and improves_on(clearly, best, 3.0)
+    assert not improves_on(best, best, 0.0)  # the same model is no improvement
 
 
 def test_training_reduces_loss(tmp_path, frame):

@@ -52,6 +52,9 @@ class TrainConfig:
     warmup_steps: int = 20
     grad_clip: float = 1.0
     patience: int = 3  # epochs without validation improvement before stopping
+    # An epoch replaces the kept model only when its validation loss is lower by more than this many
+    # standard errors of the paired per-row difference (`improves_on`); 0 keeps any decrease.
+    keep_margin_se: float = 1.0
     split: str = "auto"  # auto | time | user
     valid_fraction: float = 0.15
     seed: int = 0
@@ -189,27 +192,57 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 
 
 @torch.no_grad()
+def validation_row_losses(
+    model: torch.nn.Module, data: EncodedFrame | PackedFrame, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """(N,) float64, each validation row's share of the conversion heads' loss; they sum to
+    `validation_loss`: P(convert | send)'s weighted log-loss averaged over the treated rows plus
+    P(convert | no send)'s over the untreated ones (`effect_loss(..., with_click=False)` over the whole set).
+
+    Per row, so that two models can be compared on the same rows with a standard error (`improves_on`)."""
+    model.eval()
+    packed = data if isinstance(data, PackedFrame) else PackedFrame(data, device)
+    dtype = autocast_dtype(device)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    parts, weight_sums = [], torch.zeros(2, dtype=torch.float64, device=device)
+    for start in range(0, len(packed), batch_size):
+        batch = packed.rows(start, min(start + batch_size, len(packed)))
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(batch)
+        treated, w, y = batch["treated"].double(), batch["weight"].double(), batch["convert"].double()
+        send = bce(out["convert_send"].double(), y, reduction="none") * w * treated
+        none = bce(out["convert_none"].double(), y, reduction="none") * w * (1.0 - treated)
+        parts.append(torch.stack([send, none]))  # (2, B)
+        weight_sums += torch.stack([(w * treated).sum(), (w * (1.0 - treated)).sum()])
+    model.train()
+    if not parts:
+        return torch.zeros(0, dtype=torch.float64)
+    rows = torch.cat(parts, dim=1) / weight_sums.clamp(min=1e-12)[:, None]  # (2, N)
+    return rows.sum(0).cpu()
+
+
 def validation_loss(model: torch.nn.Module, data: EncodedFrame | PackedFrame, batch_size: int, device: torch.device) -> float:
-    """Mean loss of the conversion heads over the validation rows (row-weighted over batches; one sync at
-    the end): what early stopping and the kept epoch are judged by.
+    """The conversion heads' loss on the validation rows: what early stopping and the kept epoch are judged by.
 
     The click head trains beside them but is left out here: uplift and expected margin are made of the two
     conversion heads only, and the click loss, the largest of the three, otherwise chose the epoch: on the
     24-day log of `bench.predictor_simulator --loop-days 24` the epoch the three-head sum kept ranked the
     true conversion probabilities at AUC 0.768 with a send and 0.848 without, the one kept now 0.778 and
     0.855 (the T-learner 0.775 and 0.861)."""
-    model.eval()
-    packed = data if isinstance(data, PackedFrame) else PackedFrame(data, device)
-    dtype = autocast_dtype(device)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, len(packed), batch_size):
-        stop = min(start + batch_size, len(packed))
-        batch = packed.rows(start, stop)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = effect_loss(model(batch), batch, with_click=False)
-        total += loss.detach().double() * (stop - start)
-    model.train()
-    return float(total) / max(len(packed), 1)
+    return float(validation_row_losses(model, data, batch_size, device).sum())
+
+
+def improves_on(candidate: torch.Tensor, best: torch.Tensor, margin_se: float) -> bool:
+    """Whether a model's validation loss (`candidate`, per row) is lower than the kept one's (`best`, on the
+    same rows) by more than `margin_se` standard errors of the paired difference (0: any decrease).
+
+    Why: at a shop's size a validation set holds a few dozen purchases, and a lower loss by less than its
+    noise kept epochs that ranked held-out purchases worse than the starting linear fit (a challenger must
+    beat the champion beyond the uncertainty, as the promotion gate asks)."""
+    diff = candidate - best  # (N,)
+    total = float(diff.sum())
+    se = math.sqrt(len(diff)) * float(diff.std()) if len(diff) > 1 else 0.0
+    return total < -max(margin_se * se, 1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -276,7 +309,7 @@ def train_predictor(
 
     state: dict[str, Any] = {
         "epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0,
-        "stopped": False, "history": [], "best_state": None,
+        "stopped": False, "history": [], "best_state": None, "best_rows": None,
     }
     ckpt_path = out / CHECKPOINT_FILE
     if cfg.resume and ckpt_path.exists():
@@ -304,7 +337,8 @@ def train_predictor(
     if state["best_state"] is None and state["step"] == 0:
         # The starting point is a candidate too (a warm start's champion, the wide models' linear fit): an
         # epoch must beat it to be kept. Evaluation draws no random numbers, so training is unchanged.
-        state.update(best=validation_loss(model, valid_data, cfg.batch_size * 4, device), best_epoch=-1)
+        rows = validation_row_losses(model, valid_data, cfg.batch_size * 4, device)
+        state.update(best=float(rows.sum()), best_rows=rows, best_epoch=-1)
         state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     wrapped.train()
     show = cfg.progress and rank == 0
@@ -337,14 +371,15 @@ def train_predictor(
                 checkpoint()
         bar.close()
         elapsed = time.perf_counter() - started
-        valid = validation_loss(model, valid_data, cfg.batch_size * 4, device)
+        rows = validation_row_losses(model, valid_data, cfg.batch_size * 4, device)
+        valid = float(rows.sum())
         n_batches = max(len(batches) - first_batch, 1)
         state["history"].append({
             "epoch": epoch, "train_loss": float(loss_sum) / n_batches, "valid_loss": valid,
             "samples_per_s": seen * world / max(elapsed, 1e-9),
         })
-        if valid < state["best"] - 1e-5:
-            state.update(best=valid, best_epoch=epoch, bad_epochs=0)
+        if improves_on(rows, state["best_rows"], cfg.keep_margin_se):
+            state.update(best=valid, best_rows=rows, best_epoch=epoch, bad_epochs=0)
             state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             state["bad_epochs"] += 1
@@ -401,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--keep-margin-se", type=float, default=d.keep_margin_se,
+                   help="an epoch replaces the kept model when its validation loss is lower by this many standard errors")
     p.add_argument("--split", choices=["auto", "time", "user"], default=d.split)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
@@ -413,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     df = read_frame(args.data, args.duckdb, args.table)
     cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, split=args.split,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        keep_margin_se=args.keep_margin_se, split=args.split,
         seed=args.seed, device=args.device, resume=not args.no_resume, progress=not args.no_progress,
     )
     result = train_predictor(df, cfg, args.out)
