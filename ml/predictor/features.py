@@ -147,9 +147,11 @@ def contract_spec(max_len: int = 20) -> FeatureSpec:
         ),
         action_numeric=("o_depth", "o_value", "o_min_spend"),
         action_categorical=("o_type", "channel", "send_hour", SEND_HOUR_GAP),
+        # Message counts (u_sends_7d, u_sends_30d) stay linear: each recent message wears the response down by
+        # about the same factor (fatigue), which is a straight line in the logit, not a logarithm.
         log_numeric=(
             "u_tenure_days", "u_recency_days", "u_events_7d", "u_events_30d", "u_events_90d", "u_purchases_30d",
-            "u_purchases_90d", "u_carts_90d", "u_revenue_90d", "u_avg_price_90d", "u_sends_7d", "u_sends_30d",
+            "u_purchases_90d", "u_carts_90d", "u_revenue_90d", "u_avg_price_90d",
             "u_product_views_7d", "u_product_carts_30d", "u_product_purchases_90d", "p_price",
             "p_popularity_30d", "o_value", "o_min_spend",
         ),
