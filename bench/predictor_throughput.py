@@ -47,6 +47,9 @@ def fake_frame(like: EncodedFrame, encoder: FeatureEncoder, n: int, device: torc
             cols = spec.categorical if key == "categorical" else spec.action_categorical
             highs = torch.tensor([cards[c] for c in cols], device=device)
             out[key] = (torch.rand(shape, generator=g, device=device) * highs).long()
+        elif key == "action_cross":
+            highs = torch.tensor(encoder.cross_cardinalities(), device=device)
+            out[key] = (torch.rand(shape, generator=g, device=device) * highs).long()
         elif key in ("seq_product", "target_product"):
             out[key] = torch.randint(0, cards["product"], shape, generator=g, device=device)
         elif key in ("seq_category", "target_category"):

@@ -19,8 +19,12 @@ import torch
 from ml.predictor.features import EncodedFrame, FeatureEncoder
 
 
-def design_matrix(data: EncodedFrame, encoder: FeatureEncoder, with_action: bool) -> torch.Tensor:
-    """(N, F) float64: standardized numerics, one-hot categoricals (unknown = all zero), a bias column."""
+def design_matrix(
+    data: EncodedFrame, encoder: FeatureEncoder, with_action: bool, with_crosses: bool = False
+) -> torch.Tensor:
+    """(N, F) float64: standardized numerics, one-hot categoricals (unknown = all zero), with the action
+    and `with_crosses` the one-hot (action, context) pairs of `FeatureSpec.crosses` after it, a bias column.
+    The T-learners read the main effects only, the standard baseline; the crosses are the model's."""
     spec, t = encoder.spec, data.tensors
     blocks = [t["numeric"].double()]
     for j, col in enumerate(spec.categorical):
@@ -30,6 +34,9 @@ def design_matrix(data: EncodedFrame, encoder: FeatureEncoder, with_action: bool
         for j, col in enumerate(spec.action_categorical):
             codes = t["action_categorical"][:, j]
             blocks.append(torch.nn.functional.one_hot(codes, len(encoder.vocabularies[col]))[:, 1:].double())
+        if with_crosses and spec.crosses:
+            for j, size in enumerate(encoder.cross_cardinalities()):
+                blocks.append(torch.nn.functional.one_hot(t["action_cross"][:, j], size)[:, 1:].double())
     blocks.append(torch.ones((len(data), 1), dtype=torch.float64))
     return torch.cat(blocks, dim=1)
 
@@ -125,7 +132,7 @@ def fit_wide_start(
     treated = t["treated"] > 0.5
     if treated.all() or not treated.any():
         raise ValueError("the wide start needs both treated and untreated rows")
-    x_t = design_matrix(data, encoder, with_action=True)
+    x_t = design_matrix(data, encoder, with_action=True, with_crosses=True)
     x_c = design_matrix(data, encoder, with_action=False)
     w, convert, click = t["weight"].double(), t["convert"].double(), t["click"].double()
     u_t, u_c = (None, None) if units is None else (units[treated], units[~treated])

@@ -7,7 +7,8 @@ Shape of the network:
     ++ user/product numeric + categorical embeddings           -> context MLP -> h
     h                                    -> baseline head      -> logit P(convert | no send)
     [h, offer type/depth, channel, hour] -> effect head        -> delta logit, click logit
-    numeric + one-hot features of context and action -> wide linear terms, added to those logits
+    numeric + one-hot features of context and action
+        + one-hot (channel or offer type, customer attribute) pairs -> wide linear terms, added to those logits
 
 P(convert | send) = sigmoid(baseline logit + delta). Writing the treated logit as the untreated one plus a
 learned shift makes the uplift an explicit output, so it is not the small difference of two noisy,
@@ -15,7 +16,9 @@ separately fitted numbers (the T-learner's weakness); the baseline head never se
 happens without a message cannot depend on which message we would have sent. The wide terms (Wide & Deep)
 make each logit a logistic regression on the same features plus what the deep part adds: with the few
 hundred conversions of a shop's first randomized days, the deep part alone ranked conversions worse than
-the T-learner's two logistic regressions (bench/predictor_simulator.py).
+the T-learner's two logistic regressions (bench/predictor_simulator.py). The pairs (`FeatureSpec.crosses`,
+Wide & Deep's cross-product features) let the linear part say that a channel or an offer moves some
+customers more than others, which a sum of a channel weight and a customer weight cannot.
 """
 
 from __future__ import annotations
@@ -123,7 +126,9 @@ class EffectPredictor(nn.Module):
             self.wide_context_cat = nn.ModuleList(nn.Embedding(cards[c], WIDE_CONTEXT) for c in spec.categorical)
             self.wide_action = nn.Linear(len(spec.action_numeric), WIDE_ACTION, bias=False)
             self.wide_action_cat = nn.ModuleList(nn.Embedding(cards[c], WIDE_ACTION) for c in spec.action_categorical)
-            for module in [self.wide_context, self.wide_action, *self.wide_context_cat, *self.wide_action_cat]:
+            self.wide_cross = nn.ModuleList(nn.Embedding(size, WIDE_ACTION) for size in encoder.cross_cardinalities())
+            for module in [self.wide_context, self.wide_action, *self.wide_context_cat, *self.wide_action_cat,
+                           *self.wide_cross]:
                 nn.init.zeros_(module.weight)
         self.context_dim = cfg.head_hidden + (WIDE_CONTEXT if cfg.wide else 0)
 
@@ -176,6 +181,10 @@ class EffectPredictor(nn.Module):
             emb.weight.zero_()
             emb.weight[1:] = act[:, offset : offset + width].T
             offset += width
+        for size, emb in zip(encoder.cross_cardinalities(), self.wide_cross, strict=True):
+            emb.weight.zero_()
+            emb.weight[1:] = act[:, offset : offset + size - 1].T
+            offset += size - 1
         self.baseline_head[-1].weight.zero_()
         self.effect_head[-1].weight.zero_()
         self.baseline_head[-1].bias.fill_(float(none[-1]))
@@ -210,6 +219,8 @@ class EffectPredictor(nn.Module):
             act = self.wide_action(batch["action_numeric"].to(h.dtype))  # (B, 2)
             for j, emb in enumerate(self.wide_action_cat):
                 act = act + emb(batch["action_categorical"][:, j]).to(h.dtype)
+            for j, emb in enumerate(self.wide_cross):
+                act = act + emb(batch["action_cross"][:, j]).to(h.dtype)
             base = base + wide[:, 0]
             effect = effect + wide[:, 1:] + act.float()
         return {
