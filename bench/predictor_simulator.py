@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     result = train_predictor(train_df, cfg, model_dir, valid_df=valid_df)
     train_s = time.perf_counter() - t0
     predictor = load_predictor(result.out_dir)
-    report = evaluate_predictor(predictor, randomized, home / "predictor_simulator_eval", train_df=train_df,
+    # The baselines learn from every row the model did: training and validation (train_predictor's refit).
+    report = evaluate_predictor(predictor, randomized, home / "predictor_simulator_eval", train_df=history,
                                 n_boot=args.bootstrap, seed=args.seed, tag="simulator")
     total_s = time.perf_counter() - started
 

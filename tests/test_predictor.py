@@ -20,6 +20,7 @@ from ml.predictor.predict import load_predictor, predictor_from_registry, publis
 from ml.predictor.synthetic import synthetic_examples
 from ml.predictor.train import (
     TrainConfig,
+    base_rates,
     split_examples,
     train_predictor,
     validation_loss,
@@ -421,6 +422,52 @@ def test_resume_after_crash_gives_identical_weights(tmp_path, frame):
         train_predictor(frame.head(frame.height - 50), cfg, tmp_path / "other")
     with pytest.raises(ValueError, match="config lr: "):
         train_predictor(frame, tiny_config(epochs=3, checkpoint_every=4, patience=1, lr=0.5), tmp_path / "other")
+
+
+def test_a_crash_in_the_refit_resumes_exactly(tmp_path, frame):
+    cfg = tiny_config(epochs=2, checkpoint_every=3)
+    reference = train_predictor(frame, cfg, tmp_path / "uninterrupted")
+    assert reference.refit_epochs is not None and reference.refit_epochs >= 1  # the refit trains
+    calls = 0
+
+    def crash_in_the_refit(step: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == reference.steps + 5:  # the refit's fifth step: after its checkpoint at step 3
+            raise Crash()
+
+    with pytest.raises(Crash):
+        train_predictor(frame, cfg, tmp_path / "crashed", step_hook=crash_in_the_refit)
+    resumed = train_predictor(frame, cfg, tmp_path / "crashed")
+    ref, got = reference.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    assert not (tmp_path / "crashed" / "selection" / "checkpoint.pt").exists()
+
+
+def test_the_refit_learns_from_the_validation_rows_too(tmp_path, frame):
+    """With no epoch to keep, the refit is the start fitted on training + validation rows; without the
+    refit, the model never sees the validation days."""
+    from ml.predictor.features import unit_codes
+    from ml.reproducibility import seed_everything
+
+    train, valid = split_examples(frame, "time", 0.2)
+    both = pl.concat([train, valid])
+    cfg = tiny_config(epochs=0)
+    refitted = train_predictor(train, cfg, tmp_path / "refit", valid_df=valid)
+    assert refitted.best_epoch == -1 and refitted.refit_epochs == 0
+    assert refitted.data_window["rows"] == frame.height and refitted.data_window["last"] == str(frame["as_of_date"].max())
+    enc = FeatureEncoder.fit(both, contract_spec())
+    assert {k: v.values for k, v in refitted.encoder.vocabularies.items()} == {k: v.values for k, v in enc.vocabularies.items()}
+    seed_everything(cfg.seed)
+    expected = EffectPredictor(TINY, enc)
+    expected.init_output_bias(*base_rates(both, enc.spec))
+    expected.init_wide(enc.transform(both), enc, cfg.seed, unit_codes(both, enc.spec))
+    want, got = expected.state_dict(), refitted.model.state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+    kept = train_predictor(train, tiny_config(epochs=0, refit=False), tmp_path / "kept", valid_df=valid)
+    assert kept.refit_epochs is None and kept.data_window["rows"] == train.height
+    assert "refit_epochs" not in kept.metrics() and refitted.metrics()["refit_epochs"] == 0
 
 
 def _ddp_worker(rank: int, world: int, port: int, frame_path: str, out: str) -> None:

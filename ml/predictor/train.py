@@ -9,7 +9,9 @@ the training device once when it fits (pinned host memory otherwise); a batch is
 a slice of the epoch's order, which `DistributedSampler` gives (seeded by cfg.seed + epoch) and which is moved
 to the device once per epoch. That order is what makes training reproducible and resumable: a checkpoint stores epoch, batch position, model, optimizer, scheduler, every RNG state,
 the best metric and the early-stopping counter, so a run resumed after a crash ends with exactly the
-weights of an uninterrupted run. Multi-GPU: launch with `torchrun --nproc_per_node=N -m ml.predictor.train`
+weights of an uninterrupted run. Once validation has chosen how many epochs to keep, the model is
+retrained from its start on training + validation rows for that many (`TrainConfig.refit`); each of the two
+runs has its own checkpoint, so a crash in either resumes exactly. Multi-GPU: launch with `torchrun --nproc_per_node=N -m ml.predictor.train`
 (nccl on CUDA, gloo on CPU); each rank reads the same frame and trains on its sampler shard.
 """
 
@@ -21,7 +23,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,8 @@ class TrainConfig:
     # An epoch replaces the kept model only when its validation loss is lower by more than this many
     # standard errors of the paired per-row difference (`improves_on`); 0 keeps any decrease.
     keep_margin_se: float = 1.0
+    # Retrain on training + validation rows for the chosen number of epochs (`train_predictor`).
+    refit: bool = True
     split: str = "auto"  # auto | time | user
     valid_fraction: float = 0.15
     seed: int = 0
@@ -78,11 +82,13 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     steps: int
-    history: list[dict[str, float]]
-    data_window: dict[str, str | int | None]
+    history: list[dict[str, float]]  # the selection run's epochs
+    data_window: dict[str, str | int | bool | None]
+    refit_epochs: int | None = None  # epochs of the refit on training + validation rows (None: no refit)
 
     def metrics(self) -> dict[str, float]:
-        return {"best_valid_loss": self.best_valid_loss, "best_epoch": self.best_epoch, "steps": self.steps}
+        refit = {} if self.refit_epochs is None else {"refit_epochs": self.refit_epochs}
+        return {"best_valid_loss": self.best_valid_loss, "best_epoch": self.best_epoch, "steps": self.steps, **refit}
 
 
 # ---------------------------------------------------------------------------------------------- splitting
@@ -246,6 +252,9 @@ def improves_on(candidate: torch.Tensor, best: torch.Tensor, margin_se: float) -
 
 
 # ---------------------------------------------------------------------------------------------- training
+SELECTION_DIR = "selection"  # where the selection run keeps its checkpoint when the model is refitted
+
+
 def train_predictor(
     df: pl.DataFrame,
     cfg: TrainConfig,
@@ -258,12 +267,19 @@ def train_predictor(
 ) -> TrainResult:
     """Train on `df` (split by cfg.split unless `valid_df` is given); write the model to `out_dir`.
 
+    Two runs when `cfg.refit` (the default): the first trains on the training split and chooses by
+    validation how many epochs to keep (the start itself, or the best epoch); the second starts afresh on
+    training and validation rows together and trains that many epochs, with nothing held out. Why: the
+    validation days are the newest, and at a shop's size two days are a fifth of its purchases; a model
+    that never learns from them is judged on the next days with a fifth less to go on. The reported
+    validation loss and history are the first run's, the only ones measured on rows the model had not seen.
+
     `init_from`: a saved predictor folder (the champion) to warm-start from: its encoder and weights are
     kept, so retraining on a sliding window refines the serving model instead of starting over (values
     first seen after the champion was trained map to "unknown" until a cold retrain).
 
-    `step_hook(global_step)` runs after every optimizer step (tests use it to simulate a crash).
-    Returns the best-validation model (also saved in `out_dir`, by rank 0).
+    `step_hook(global_step)` runs after every optimizer step of either run (tests use it to simulate a crash).
+    Returns the kept model (also saved in `out_dir`, by rank 0).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +289,6 @@ def train_predictor(
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
-    seed_everything(cfg.seed)
 
     if valid_df is None:
         train_df, valid_df = split_examples(df, cfg.split, cfg.valid_fraction, cfg.seed)
@@ -282,127 +297,171 @@ def train_predictor(
     if train_df.height == 0 or valid_df.height == 0:
         raise ValueError(f"empty split: {train_df.height} training and {valid_df.height} validation rows")
     base = load_predictor(Path(init_from), device="cpu", expected_spec=spec) if init_from is not None else None
-    encoder = base.encoder if base else FeatureEncoder.fit(train_df, spec, min_count=cfg.min_count, max_weight=cfg.max_weight)
-    train_encoded = encoder.transform(train_df, with_labels=True)
-    train_data = PackedFrame(train_encoded, device)
-    valid_data = PackedFrame(encoder.transform(valid_df, with_labels=True), device)
-
-    model = EffectPredictor(base.model.cfg if base else cfg.model, encoder)
-    if base:
-        model.load_state_dict(base.model.state_dict())
-    else:
-        model.init_output_bias(*base_rates(train_df, spec))
-        if model.cfg.wide:
-            model.init_wide(train_encoded, encoder, cfg.seed, unit_codes(train_df, spec))
-    del train_encoded  # the packed copy is what training reads
-    model = model.to(device)
-    wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
-    )
-    sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-    batch_size = effective_batch_size(cfg.batch_size, len(sampler))
-    steps_per_epoch = math.ceil(len(sampler) / batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(min(cfg.warmup_steps, total_steps // 10), total_steps))
-    dtype = autocast_dtype(device)
-
-    state: dict[str, Any] = {
-        "epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0,
-        "stopped": False, "history": [], "best_state": None, "best_rows": None,
-    }
-    ckpt_path = out / CHECKPOINT_FILE
-    if cfg.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        check_resumable(ckpt, model, cfg, len(train_data), ckpt_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
-        state = ckpt["state"]
-
-    def checkpoint() -> None:
-        rngs: Any = rng_state()
-        if world > 1:
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, rngs)
-            rngs = gathered
-        if rank == 0:
-            _atomic_save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "rng": rngs, "state": state, "config": cfg.to_dict(), "train_rows": len(train_data)},
-                ckpt_path,
-            )
-
-    if state["best_state"] is None and state["step"] == 0:
-        # The starting point is a candidate too (a warm start's champion, the wide models' linear fit): an
-        # epoch must beat it to be kept. Evaluation draws no random numbers, so training is unchanged.
-        rows = validation_row_losses(model, valid_data, cfg.batch_size * 4, device)
-        state.update(best=float(rows.sum()), best_rows=rows, best_epoch=-1)
-        state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    wrapped.train()
-    show = cfg.progress and rank == 0
-    while state["epoch"] < cfg.epochs and not state["stopped"]:
-        epoch = state["epoch"]
-        sampler.set_epoch(epoch)
-        batches = epoch_order(sampler, train_data.index_device).split(batch_size)
-        bar = tqdm(total=len(batches), initial=state["batch"], desc=f"epoch {epoch}", disable=not show, leave=False)
-        first_batch, seen, started = state["batch"], 0, time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for b in range(first_batch, len(batches)):
-            batch = train_data.batch(batches[b])
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = effect_loss(wrapped(batch), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach()
-            seen += len(batches[b])
-            state["step"] += 1
-            state["batch"] = b + 1
-            if show and (b % 10 == 0 or b == len(batches) - 1):
-                bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{seen / (time.perf_counter() - started):,.0f}")
-            bar.update(1)
-            if step_hook is not None:
-                step_hook(state["step"])
-            if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches):
-                checkpoint()
-        bar.close()
-        elapsed = time.perf_counter() - started
-        rows = validation_row_losses(model, valid_data, cfg.batch_size * 4, device)
-        valid = float(rows.sum())
-        n_batches = max(len(batches) - first_batch, 1)
-        state["history"].append({
-            "epoch": epoch, "train_loss": float(loss_sum) / n_batches, "valid_loss": valid,
-            "samples_per_s": seen * world / max(elapsed, 1e-9),
-        })
-        if improves_on(rows, state["best_rows"], cfg.keep_margin_se):
-            state.update(best=valid, best_rows=rows, best_epoch=epoch, bad_epochs=0)
-            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            state["bad_epochs"] += 1
-            state["stopped"] = state["bad_epochs"] >= cfg.patience
-        state["epoch"], state["batch"] = epoch + 1, 0
-        if show:
-            h = state["history"][-1]
-            tqdm.write(f"epoch {epoch}: train {h['train_loss']:.4f} valid {valid:.4f} ({h['samples_per_s']:,.0f} samples/s)")
-        checkpoint()
-
-    if state["best_state"] is not None:
-        model.load_state_dict(state["best_state"])
-    window = {**data_window(train_df), "valid_first": data_window(valid_df)["first"], "valid_last": data_window(valid_df)["last"]}
+    run = _Run(cfg, spec, base, rank, world, device, step_hook)
+    selection = run.fit(train_df, valid_df, cfg.epochs, out / SELECTION_DIR if cfg.refit else out)
+    model, encoder, refit_epochs = selection.model, selection.encoder, None
+    learned_from = train_df
+    if cfg.refit:
+        learned_from = pl.concat([train_df, valid_df], how="vertical_relaxed")
+        refit_epochs = selection.state["best_epoch"] + 1
+        final = run.fit(learned_from, None, refit_epochs, out)
+        model, encoder = final.model, final.encoder
+    window = {**data_window(learned_from), "valid_first": data_window(valid_df)["first"],
+              "valid_last": data_window(valid_df)["last"], "refit": cfg.refit}
     if rank == 0:
         save_predictor(out, model, encoder)
+        if cfg.refit:
+            (out / SELECTION_DIR / CHECKPOINT_FILE).unlink(missing_ok=True)  # the refit is what was kept
     if created_group:
         dist.barrier()
         dist.destroy_process_group()
+    state = selection.state
     return TrainResult(
         out_dir=out, model=model.eval(), encoder=encoder, best_valid_loss=float(state["best"]),
         best_epoch=int(state["best_epoch"]), epochs_run=len(state["history"]), steps=int(state["step"]),
-        history=state["history"], data_window=window,
+        history=state["history"], data_window=window, refit_epochs=refit_epochs,
     )
+
+
+@dataclass
+class _Fitted:
+    model: EffectPredictor
+    encoder: FeatureEncoder
+    state: dict[str, Any]
+
+
+@dataclass
+class _Run:
+    """What both runs of `train_predictor` share: config, feature spec, warm start, process group, device."""
+
+    cfg: TrainConfig
+    spec: FeatureSpec
+    base: Any  # the warm start's Predictor, or None
+    rank: int
+    world: int
+    device: torch.device
+    step_hook: Callable[[int], None] | None
+
+    def fit(self, train_df: pl.DataFrame, valid_df: pl.DataFrame | None, epochs: int, ckpt_dir: Path) -> _Fitted:
+        """Train for up to `epochs` from the start (warm start, else base rates and the wide start), resuming
+        from `ckpt_dir`'s checkpoint. With `valid_df`, keep the best epoch (`improves_on`) and stop early;
+        without, keep the last."""
+        cfg, spec, base, rank, world, device = self.cfg, self.spec, self.base, self.rank, self.world, self.device
+        run_cfg = replace(cfg, epochs=epochs)
+        seed_everything(cfg.seed)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        encoder = base.encoder if base else FeatureEncoder.fit(train_df, spec, min_count=cfg.min_count, max_weight=cfg.max_weight)
+        train_encoded = encoder.transform(train_df, with_labels=True)
+        train_data = PackedFrame(train_encoded, device)
+        valid_data = PackedFrame(encoder.transform(valid_df, with_labels=True), device) if valid_df is not None else None
+
+        model = EffectPredictor(base.model.cfg if base else cfg.model, encoder)
+        if base:
+            model.load_state_dict(base.model.state_dict())
+        else:
+            model.init_output_bias(*base_rates(train_df, spec))
+            if model.cfg.wide:
+                model.init_wide(train_encoded, encoder, cfg.seed, unit_codes(train_df, spec))
+        del train_encoded  # the packed copy is what training reads
+        model = model.to(device)
+        wrapped: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+        )
+        sampler = DistributedSampler(train_data, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+        batch_size = effective_batch_size(cfg.batch_size, len(sampler))
+        steps_per_epoch = math.ceil(len(sampler) / batch_size)
+        total_steps = epochs * steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(min(cfg.warmup_steps, total_steps // 10), total_steps))
+        dtype = autocast_dtype(device)
+
+        state: dict[str, Any] = {
+            "epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0,
+            "stopped": False, "history": [], "best_state": None, "best_rows": None,
+        }
+        ckpt_path = ckpt_dir / CHECKPOINT_FILE
+        if cfg.resume and ckpt_path.exists():
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+            check_resumable(ckpt, model, run_cfg, len(train_data), ckpt_path)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"][rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+            state = ckpt["state"]
+
+        def checkpoint() -> None:
+            rngs: Any = rng_state()
+            if world > 1:
+                gathered: list[Any] = [None] * world
+                dist.all_gather_object(gathered, rngs)
+                rngs = gathered
+            if rank == 0:
+                _atomic_save(
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "rng": rngs, "state": state, "config": run_cfg.to_dict(), "train_rows": len(train_data)},
+                    ckpt_path,
+                )
+
+        if valid_data is not None and state["best_state"] is None and state["step"] == 0:
+            # The starting point is a candidate too (a warm start's champion, the wide models' linear fit): an
+            # epoch must beat it to be kept. Evaluation draws no random numbers, so training is unchanged.
+            rows = validation_row_losses(model, valid_data, cfg.batch_size * 4, device)
+            state.update(best=float(rows.sum()), best_rows=rows, best_epoch=-1)
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        wrapped.train()
+        show = cfg.progress and rank == 0
+        while state["epoch"] < epochs and not state["stopped"]:
+            epoch = state["epoch"]
+            sampler.set_epoch(epoch)
+            batches = epoch_order(sampler, train_data.index_device).split(batch_size)
+            phase = "epoch" if valid_data is not None else "refit epoch"
+            bar = tqdm(total=len(batches), initial=state["batch"], desc=f"{phase} {epoch}", disable=not show, leave=False)
+            first_batch, seen, started = state["batch"], 0, time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            for b in range(first_batch, len(batches)):
+                batch = train_data.batch(batches[b])
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    loss = effect_loss(wrapped(batch), batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach()
+                seen += len(batches[b])
+                state["step"] += 1
+                state["batch"] = b + 1
+                if show and (b % 10 == 0 or b == len(batches) - 1):
+                    bar.set_postfix(loss=f"{float(loss):.4f}", samples_s=f"{seen / (time.perf_counter() - started):,.0f}")
+                bar.update(1)
+                if self.step_hook is not None:
+                    self.step_hook(state["step"])
+                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches):
+                    checkpoint()
+            bar.close()
+            elapsed = time.perf_counter() - started
+            n_batches = max(len(batches) - first_batch, 1)
+            entry = {"epoch": epoch, "train_loss": float(loss_sum) / n_batches,
+                     "samples_per_s": seen * world / max(elapsed, 1e-9)}
+            if valid_data is not None:
+                rows = validation_row_losses(model, valid_data, cfg.batch_size * 4, device)
+                entry["valid_loss"] = float(rows.sum())
+                if improves_on(rows, state["best_rows"], cfg.keep_margin_se):
+                    state.update(best=entry["valid_loss"], best_rows=rows, best_epoch=epoch, bad_epochs=0)
+                    state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                else:
+                    state["bad_epochs"] += 1
+                    state["stopped"] = state["bad_epochs"] >= cfg.patience
+            state["history"].append(entry)
+            state["epoch"], state["batch"] = epoch + 1, 0
+            if show:
+                valid = f" valid {entry['valid_loss']:.4f}" if "valid_loss" in entry else ""
+                tqdm.write(f"{phase} {epoch}: train {entry['train_loss']:.4f}{valid} ({entry['samples_per_s']:,.0f} samples/s)")
+            checkpoint()
+
+        if state["best_state"] is not None:
+            model.load_state_dict(state["best_state"])
+        return _Fitted(model, encoder, state)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -438,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--keep-margin-se", type=float, default=d.keep_margin_se,
                    help="an epoch replaces the kept model when its validation loss is lower by this many standard errors")
+    p.add_argument("--no-refit", action="store_true",
+                   help="keep the model trained on the training split (default: retrain on training + validation rows)")
     p.add_argument("--split", choices=["auto", "time", "user"], default=d.split)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
@@ -451,12 +512,13 @@ def main(argv: list[str] | None = None) -> int:
     df = read_frame(args.data, args.duckdb, args.table)
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        keep_margin_se=args.keep_margin_se, split=args.split,
+        keep_margin_se=args.keep_margin_se, refit=not args.no_refit, split=args.split,
         seed=args.seed, device=args.device, resume=not args.no_resume, progress=not args.no_progress,
     )
     result = train_predictor(df, cfg, args.out)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"best validation loss {result.best_valid_loss:.4f} at epoch {result.best_epoch}; model in {result.out_dir}")
+        refit = f"; refitted on training + validation rows for {result.refit_epochs} epoch(s)" if cfg.refit else ""
+        print(f"best validation loss {result.best_valid_loss:.4f} at epoch {result.best_epoch}{refit}; model in {result.out_dir}")
     return 0
 
 
