@@ -40,7 +40,7 @@ def worker(args: argparse.Namespace) -> int:
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     cfg = TrainConfig(
         model=ModelConfig(), epochs=args.epochs, batch_size=args.batch_size, patience=args.epochs + 1,
-        device=args.device, checkpoint_every=0, resume=False, progress=False, seed=0, refit=False,
+        device=args.device, checkpoint_every=0, resume=False, progress=False, seed=0,
     )
     result = train_predictor(pl.read_parquet(args.data), cfg, Path(args.out) / "model")
     # `samples_per_s` in the history is this rank's samples x world / this rank's loop time.

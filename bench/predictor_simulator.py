@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     result = train_predictor(train_df, cfg, model_dir, valid_df=valid_df)
     train_s = time.perf_counter() - t0
     predictor = load_predictor(result.out_dir)
-    # The baselines learn from every row the model did: training and validation (train_predictor's refit).
-    report = evaluate_predictor(predictor, randomized, home / "predictor_simulator_eval", train_df=history,
+    # The baselines learn from the rows the model did (training and validation when it is refitted).
+    report = evaluate_predictor(predictor, randomized, home / "predictor_simulator_eval",
+                                train_df=history if cfg.refit else train_df,
                                 n_boot=args.bootstrap, seed=args.seed, tag="simulator")
     total_s = time.perf_counter() - started
 

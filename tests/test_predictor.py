@@ -132,7 +132,9 @@ def test_send_hour_gap_sources_are_checked(frame):
 def test_cross_codes_pair_an_action_with_a_customer_attribute(frame):
     import dataclasses
 
-    spec = contract_spec()
+    from ml.predictor.features import CUSTOMER_CROSSES
+
+    spec = contract_spec(crosses=CUSTOMER_CROSSES)
     enc = FeatureEncoder.fit(frame, spec)
     t = enc.transform(frame).tensors
     assert t["action_cross"].shape == (frame.height, len(spec.crosses))
@@ -158,9 +160,8 @@ def test_crosses_let_the_wide_start_see_who_each_channel_moves():
     """Emails move English readers and SMS Chinese ones (12 points), nothing else moves anyone much (1 point).
     A channel weight plus a locale weight cannot rank those four cells; with the (channel, locale) pairs the
     wide start ranks both moved cells above all four others."""
-    import dataclasses
-
     from ml.predictor.baselines import design_matrix, fit_wide_start
+    from ml.predictor.features import CUSTOMER_CROSSES
 
     frame = synthetic_examples(n_rows=12_000, n_users=3_000, seed=11)
     rng = np.random.default_rng(11)
@@ -183,8 +184,8 @@ def test_crosses_let_the_wide_start_see_who_each_channel_moves():
     def separates(by_cell: pl.DataFrame) -> bool:
         return by_cell.filter("moved")["uplift"].min() > by_cell.filter(~pl.col("moved"))["uplift"].max()
 
-    assert separates(uplift_by_cell(contract_spec()))
-    assert not separates(uplift_by_cell(dataclasses.replace(contract_spec(), crosses=())))
+    assert separates(uplift_by_cell(contract_spec(crosses=CUSTOMER_CROSSES)))
+    assert not separates(uplift_by_cell(contract_spec()))
 
 
 def test_the_send_hour_gap_carries_the_effect_of_timing():
@@ -425,7 +426,7 @@ def test_resume_after_crash_gives_identical_weights(tmp_path, frame):
 
 
 def test_a_crash_in_the_refit_resumes_exactly(tmp_path, frame):
-    cfg = tiny_config(epochs=2, checkpoint_every=3)
+    cfg = tiny_config(epochs=2, checkpoint_every=3, refit=True)
     reference = train_predictor(frame, cfg, tmp_path / "uninterrupted")
     assert reference.refit_epochs is not None and reference.refit_epochs >= 1  # the refit trains
     calls = 0
@@ -452,7 +453,7 @@ def test_the_refit_learns_from_the_validation_rows_too(tmp_path, frame):
 
     train, valid = split_examples(frame, "time", 0.2)
     both = pl.concat([train, valid])
-    cfg = tiny_config(epochs=0)
+    cfg = tiny_config(epochs=0, refit=True)
     refitted = train_predictor(train, cfg, tmp_path / "refit", valid_df=valid)
     assert refitted.best_epoch == -1 and refitted.refit_epochs == 0
     assert refitted.data_window["rows"] == frame.height and refitted.data_window["last"] == str(frame["as_of_date"].max())
@@ -465,7 +466,7 @@ def test_the_refit_learns_from_the_validation_rows_too(tmp_path, frame):
     want, got = expected.state_dict(), refitted.model.state_dict()
     assert all(torch.equal(want[k], got[k]) for k in want)
 
-    kept = train_predictor(train, tiny_config(epochs=0, refit=False), tmp_path / "kept", valid_df=valid)
+    kept = train_predictor(train, tiny_config(epochs=0), tmp_path / "kept", valid_df=valid)  # the default
     assert kept.refit_epochs is None and kept.data_window["rows"] == train.height
     assert "refit_epochs" not in kept.metrics() and refitted.metrics()["refit_epochs"] == 0
 

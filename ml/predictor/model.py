@@ -8,7 +8,7 @@ Shape of the network:
     h                                    -> baseline head      -> logit P(convert | no send)
     [h, offer type/depth, channel, hour] -> effect head        -> delta logit, click logit
     numeric + one-hot features of context and action
-        + one-hot (channel or offer type, customer attribute) pairs -> wide linear terms, added to those logits
+        [+ one-hot (channel or offer type, customer attribute) pairs] -> wide linear terms, added to those logits
 
 P(convert | send) = sigmoid(baseline logit + delta). Writing the treated logit as the untreated one plus a
 learned shift makes the uplift an explicit output, so it is not the small difference of two noisy,
@@ -16,9 +16,10 @@ separately fitted numbers (the T-learner's weakness); the baseline head never se
 happens without a message cannot depend on which message we would have sent. The wide terms (Wide & Deep)
 make each logit a logistic regression on the same features plus what the deep part adds: with the few
 hundred conversions of a shop's first randomized days, the deep part alone ranked conversions worse than
-the T-learner's two logistic regressions (bench/predictor_simulator.py). The pairs (`FeatureSpec.crosses`,
-Wide & Deep's cross-product features) let the linear part say that a channel or an offer moves some
-customers more than others, which a sum of a channel weight and a customer weight cannot.
+the T-learner's two logistic regressions (bench/predictor_simulator.py). The optional pairs
+(`FeatureSpec.crosses`, Wide & Deep's cross-product features; not in the contract's default spec, see
+`features.CUSTOMER_CROSSES`) let the linear part say that a channel or an offer moves some customers more
+than others, which a sum of a channel weight and a customer weight cannot.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ the training device once when it fits (pinned host memory otherwise); a batch is
 a slice of the epoch's order, which `DistributedSampler` gives (seeded by cfg.seed + epoch) and which is moved
 to the device once per epoch. That order is what makes training reproducible and resumable: a checkpoint stores epoch, batch position, model, optimizer, scheduler, every RNG state,
 the best metric and the early-stopping counter, so a run resumed after a crash ends with exactly the
-weights of an uninterrupted run. Once validation has chosen how many epochs to keep, the model is
-retrained from its start on training + validation rows for that many (`TrainConfig.refit`); each of the two
+weights of an uninterrupted run. With `TrainConfig.refit` (`--refit`; off by default), once validation
+has chosen how many epochs to keep, the model is retrained from its start on training + validation rows for that many; each of the two
 runs has its own checkpoint, so a crash in either resumes exactly. Multi-GPU: launch with `torchrun --nproc_per_node=N -m ml.predictor.train`
 (nccl on CUDA, gloo on CPU); each rank reads the same frame and trains on its sampler shard.
 """
@@ -57,8 +57,9 @@ class TrainConfig:
     # An epoch replaces the kept model only when its validation loss is lower by more than this many
     # standard errors of the paired per-row difference (`improves_on`); 0 keeps any decrease.
     keep_margin_se: float = 1.0
-    # Retrain on training + validation rows for the chosen number of epochs (`train_predictor`).
-    refit: bool = True
+    # Retrain on training + validation rows for the chosen number of epochs (`train_predictor`). Off by
+    # default: on the simulator's closed loop the refitted first model planned worse (README).
+    refit: bool = False
     split: str = "auto"  # auto | time | user
     valid_fraction: float = 0.15
     seed: int = 0
@@ -267,7 +268,7 @@ def train_predictor(
 ) -> TrainResult:
     """Train on `df` (split by cfg.split unless `valid_df` is given); write the model to `out_dir`.
 
-    Two runs when `cfg.refit` (the default): the first trains on the training split and chooses by
+    Two runs when `cfg.refit`: the first trains on the training split and chooses by
     validation how many epochs to keep (the start itself, or the best epoch); the second starts afresh on
     training and validation rows together and trains that many epochs, with nothing held out. Why: the
     validation days are the newest, and at a shop's size two days are a fifth of its purchases; a model
@@ -302,7 +303,7 @@ def train_predictor(
     model, encoder, refit_epochs = selection.model, selection.encoder, None
     learned_from = train_df
     if cfg.refit:
-        learned_from = pl.concat([train_df, valid_df], how="vertical_relaxed")
+        learned_from = pl.concat([train_df, valid_df], how="diagonal_relaxed")  # matched by name
         refit_epochs = selection.state["best_epoch"] + 1
         final = run.fit(learned_from, None, refit_epochs, out)
         model, encoder = final.model, final.encoder
@@ -497,8 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--keep-margin-se", type=float, default=d.keep_margin_se,
                    help="an epoch replaces the kept model when its validation loss is lower by this many standard errors")
-    p.add_argument("--no-refit", action="store_true",
-                   help="keep the model trained on the training split (default: retrain on training + validation rows)")
+    p.add_argument("--refit", action="store_true",
+                   help="retrain on training + validation rows for the epochs validation chose")
     p.add_argument("--split", choices=["auto", "time", "user"], default=d.split)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
@@ -512,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     df = read_frame(args.data, args.duckdb, args.table)
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        keep_margin_se=args.keep_margin_se, refit=not args.no_refit, split=args.split,
+        keep_margin_se=args.keep_margin_se, refit=args.refit, split=args.split,
         seed=args.seed, device=args.device, resume=not args.no_resume, progress=not args.no_progress,
     )
     result = train_predictor(df, cfg, args.out)

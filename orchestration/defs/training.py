@@ -159,8 +159,9 @@ def train_and_gate(context: dg.AssetExecutionContext, promo: PromoHome, config: 
     result = train_predictor(train_df, cfg, run_dir, valid_df=valid_df, init_from=init_from)
     challenger = load_predictor(run_dir)
 
-    # The baselines learn from the rows the challenger finally did: training + validation (its refit).
-    report = evaluate_predictor(challenger, held_out, run_dir / "eval", train_df=history, tag="challenger")
+    # The baselines learn from the rows the challenger did (training and validation when it is refitted).
+    report = evaluate_predictor(challenger, held_out, run_dir / "eval", train_df=history if cfg.refit else train_df,
+                                tag="challenger")
     actions, recent = gate_inputs(promo, gate_days, config.plan)
     decision = evaluate_challenger(
         held_out, actions, recent, challenger, champion, config.plan.plan_config(), config.min_improvement
