@@ -33,7 +33,7 @@ from ml.predictor.evaluate import uplift_metrics
 from ml.predictor.features import FeatureSpec
 from ml.predictor.model import ModelConfig
 from ml.predictor.predict import load_predictor
-from ml.predictor.train import TrainConfig, train_predictor
+from ml.predictor.train import TrainConfig, rows_learned_from, train_predictor
 from ml.real_data import real_data_dir
 
 ANCHOR_UPLIFT_AT_30 = 0.0661  # sklift CT + XGBoost, Womens vs none, visit
@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             result = train_predictor(train, cfg, tmp, spec=spec, valid_df=valid)
             predictor = load_predictor(Path(tmp), "cpu")
-        # Fitted on the rows the model learned from (train + valid when it is refitted).
-        t_rows = fit_rows if cfg.refit else train
+        t_rows = rows_learned_from(train, valid, cfg.refit)
         t_learner = TLearner(predictor.encoder).fit(predictor.encoder.transform(t_rows, with_labels=True))
         print(f"[{outcome}] trained {result.epochs_run} epochs (best {result.best_epoch}) in {time.perf_counter() - started:.0f}s")
         for arm_key, arm in ARMS.items():

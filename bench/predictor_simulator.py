@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ml.predictor.evaluate import evaluate_predictor
     from ml.predictor.predict import load_predictor
-    from ml.predictor.train import TrainConfig, split_examples, train_predictor
+    from ml.predictor.train import TrainConfig, rows_learned_from, split_examples, train_predictor
     from orchestration.defs.training import PredictorTraining
 
     days = sorted(log["as_of_date"].unique().to_list())
@@ -216,9 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     result = train_predictor(train_df, cfg, model_dir, valid_df=valid_df)
     train_s = time.perf_counter() - t0
     predictor = load_predictor(result.out_dir)
-    # The baselines learn from the rows the model did (training and validation when it is refitted).
     report = evaluate_predictor(predictor, randomized, home / "predictor_simulator_eval",
-                                train_df=history if cfg.refit else train_df,
+                                train_df=rows_learned_from(train_df, valid_df, cfg.refit),
                                 n_boot=args.bootstrap, seed=args.seed, tag="simulator")
     total_s = time.perf_counter() - started
 

@@ -34,7 +34,7 @@ def design_matrix(
         for j, col in enumerate(spec.action_categorical):
             codes = t["action_categorical"][:, j]
             blocks.append(torch.nn.functional.one_hot(codes, len(encoder.vocabularies[col]))[:, 1:].double())
-        if with_crosses and spec.crosses:
+        if with_crosses:
             for j, size in enumerate(encoder.cross_cardinalities()):
                 blocks.append(torch.nn.functional.one_hot(t["action_cross"][:, j], size)[:, 1:].double())
     blocks.append(torch.ones((len(data), 1), dtype=torch.float64))

@@ -140,6 +140,12 @@ def split_examples(df: pl.DataFrame, strategy: str = "auto", valid_fraction: flo
     raise ValueError(f"unknown split strategy {strategy!r}; use auto, time or user")
 
 
+def rows_learned_from(train_df: pl.DataFrame, valid_df: pl.DataFrame, refit: bool) -> pl.DataFrame:
+    """The rows a `train_predictor` model learns from: the training split, and the validation rows too when
+    it is refitted (`TrainConfig.refit`). Baselines shown beside it learn from the same rows."""
+    return pl.concat([train_df, valid_df], how="diagonal_relaxed") if refit else train_df  # matched by name
+
+
 def data_window(df: pl.DataFrame) -> dict[str, str | int | None]:
     """The rows a model learned from: first and last decision date and the row count."""
     if "as_of_date" in df.columns and df.height:
@@ -301,9 +307,8 @@ def train_predictor(
     run = _Run(cfg, spec, base, rank, world, device, step_hook)
     selection = run.fit(train_df, valid_df, cfg.epochs, out / SELECTION_DIR if cfg.refit else out)
     model, encoder, refit_epochs = selection.model, selection.encoder, None
-    learned_from = train_df
+    learned_from = rows_learned_from(train_df, valid_df, cfg.refit)
     if cfg.refit:
-        learned_from = pl.concat([train_df, valid_df], how="diagonal_relaxed")  # matched by name
         refit_epochs = selection.state["best_epoch"] + 1
         final = run.fit(learned_from, None, refit_epochs, out)
         model, encoder = final.model, final.encoder

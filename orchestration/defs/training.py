@@ -131,7 +131,13 @@ def train_and_gate(context: dg.AssetExecutionContext, promo: PromoHome, config: 
     from ml.delivery.policy_eval import evaluate_challenger
     from ml.predictor.evaluate import evaluate_predictor
     from ml.predictor.predict import MODEL_NAME, load_predictor, predictor_from_registry, publish_predictor
-    from ml.predictor.train import CHECKPOINT_FILE, TrainConfig, split_examples, train_predictor
+    from ml.predictor.train import (
+        CHECKPOINT_FILE,
+        TrainConfig,
+        rows_learned_from,
+        split_examples,
+        train_predictor,
+    )
     from ml.registry import Registry
 
     frame = pl.read_parquet(training_set_path(promo))
@@ -159,9 +165,8 @@ def train_and_gate(context: dg.AssetExecutionContext, promo: PromoHome, config: 
     result = train_predictor(train_df, cfg, run_dir, valid_df=valid_df, init_from=init_from)
     challenger = load_predictor(run_dir)
 
-    # The baselines learn from the rows the challenger did (training and validation when it is refitted).
-    report = evaluate_predictor(challenger, held_out, run_dir / "eval", train_df=history if cfg.refit else train_df,
-                                tag="challenger")
+    report = evaluate_predictor(challenger, held_out, run_dir / "eval",
+                                train_df=rows_learned_from(train_df, valid_df, cfg.refit), tag="challenger")
     actions, recent = gate_inputs(promo, gate_days, config.plan)
     decision = evaluate_challenger(
         held_out, actions, recent, challenger, champion, config.plan.plan_config(), config.min_improvement
