@@ -171,6 +171,25 @@ def test_cold_start_exploration_keeps_the_sms_quota_with_exact_propensities() ->
     assert np.mean(sms_sends) == pytest.approx(p_sms, rel=0.1)
 
 
+def test_a_decision_to_send_nothing_logs_the_action_the_policy_would_have_sent() -> None:
+    """The untreated outcome of a "nothing" row is read against its logged action: under the uniform
+    exploration that is the user's draw, so both arms hold the same mix of actions (logging every unsent
+    user's first candidate made the control arm all one channel); under a model, the plan's choice or
+    the best one."""
+    users = [f"u{i:05d}" for i in range(4000)]
+    cfg = PlanConfig(budget=1e9, epsilon=0.1, holdout_share=0.05, channel_quota={"sms": 10**6}, seed=2)
+    cold = _scored(users, {}).with_columns(pl.lit(None, pl.Float64).alias("expected_margin"))
+    plan = plan_day(cold, DAY, cfg, None).decisions
+    for action in ("send", "none"):
+        arm = plan.filter(pl.col("action") == action)
+        assert (arm["channel"] == "sms").mean() == pytest.approx(0.5, abs=0.05), action
+    # With a model: nobody is worth a message (cost above value) and SMS is everyone's better action.
+    scored = _scored(users, {(u, "sms"): -0.5 for u in users}).with_columns(
+        pl.when(pl.col("channel") == "push").then(-0.9).otherwise(pl.col("expected_margin")).alias("expected_margin"))
+    plan = plan_day(scored, DAY, replace(cfg, epsilon=0.0), "m1").decisions
+    assert (plan["action"] == "none").all() and (plan["channel"] == "sms").all()
+
+
 def test_the_plan_without_candidate_reasons_leaves_them_for_the_caller() -> None:
     """promo_plan reads neither the reasons (most of a scored row's bytes) nor re-sorts (rows come ordered)."""
     users = [f"u{i:04d}" for i in range(300)]

@@ -227,6 +227,13 @@ def drop_over_quota(send: np.ndarray, channel: np.ndarray, quota: dict[str, floa
     return send
 
 
+def best_action(user_of_action: np.ndarray, value: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """(n_users,) index of each user's highest-valued action (the earliest on ties); rows come grouped by
+    user, user u's starting at `first[u]`."""
+    order = np.lexsort((-value, user_of_action))  # by user, then value descending; stable on ties
+    return order[first]
+
+
 def plan_day(
     scored: pl.DataFrame,
     day: date,
@@ -280,6 +287,10 @@ def plan_day(
         kept = np.bincount(user_of_action, weights=accept, minlength=n_users) / np.maximum(n_actions, 1)
         send = eligible_user & (rng.random(n_users) < q)
         pick = first + (rng.random(n_users) * n_actions).astype(np.int64)
+        # Unsent users log their drawn action too: both arms then hold the same actions, so the untreated
+        # outcomes measure the baseline of what was sent (logging the first candidate in sort order gave every
+        # one of them the alphabetically first channel and the earliest hour).
+        would_send = pick
         if (accept < 1).any():  # only then a third draw: with room everywhere, plans are as before
             send &= rng.random(n_users) < accept[pick]
         send = drop_over_quota(send, channel[pick], cfg.channel_quota, rng)
@@ -306,6 +317,7 @@ def plan_day(
             ),
         )
         greedy = allocation.chosen[:, 0]
+        would_send = np.where(greedy >= 0, greedy, best_action(user_of_action, value, first))
         headroom = {i: q - allocation.channel_counts[i] for i, q in quota.items()}
         explored_plan = explore(
             user_of_action, eligible, cost, channel_code, greedy, n_users, day, epsilon, cfg.seed,
@@ -315,9 +327,9 @@ def plan_day(
         propensity = np.where(eligible_user, explored_plan.propensity, 1.0)
         explored = explored_plan.is_exploration & eligible_user
         policy = f"{cfg.policy_version}-e{epsilon:.3g}"
-    # The logged action: what was sent, or for "nothing" the best candidate, so its untreated outcome counts.
-    fallback = np.where(greedy >= 0, greedy, first)
-    logged = np.where(chosen >= 0, chosen, fallback)
+    # The logged action: what was sent, or for "nothing" the candidate the policy would have sent (the
+    # exploration's draw, the plan's action, else the user's best-valued one), so its untreated outcome counts.
+    logged = np.where(chosen >= 0, chosen, would_send)
     rows = frame[logged]
     decided_at = datetime(day.year, day.month, day.day, DECISION_HOUR_UTC)
     reason = np.where(
