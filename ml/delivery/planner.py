@@ -288,8 +288,8 @@ def plan_day(
         send = eligible_user & (rng.random(n_users) < q)
         pick = first + (rng.random(n_users) * n_actions).astype(np.int64)
         # Unsent users log their drawn action too: both arms then hold the same actions, so the untreated
-        # outcomes measure the baseline of what was sent (logging the first candidate in sort order gave every
-        # one of them the alphabetically first channel and the earliest hour).
+        # outcomes measure the baseline of what was sent (the first candidate in sort order, logged before,
+        # was the user's first product by id, with the first offer, channel and hour, for every one of them).
         would_send = pick
         if (accept < 1).any():  # only then a third draw: with room everywhere, plans are as before
             send &= rng.random(n_users) < accept[pick]
