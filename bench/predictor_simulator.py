@@ -1,7 +1,7 @@
 """The effect predictor on the simulated shop, beside the T-learner and the popularity rule, with the truth.
 
     python -m bench.predictor_simulator --seed 7 [--start 2026-10-19] [--loop-days 12] [--eval-days 3] [--home DIR]
-        [--bootstrap 200]
+        [--bootstrap 200] [--crosses] [--refit]
 
 1. Log: a demo-size shop (5,000 users, 500 products, 30 history days) goes through the real Dagster jobs
    (ingest, dbt features), then the daily scoring job runs for `--loop-days` days with no trained model, so
@@ -16,7 +16,9 @@
    history's features, which a uniform policy does not look at anyway.
 2. Train exactly as the `effect_predictor` asset does (`orchestration/defs/training.py`): the latest
    `--eval-days` labelled days are held out, the rest split by `split_examples(.., "auto")` and fed to
-   `train_predictor` with the asset's defaults (8 epochs, seed).
+   `train_predictor` with the asset's defaults (8 epochs, seed); `--crosses` and `--refit` turn on the two
+   options the asset leaves off (`features.CUSTOMER_CROSSES`, `TrainConfig.refit`; README, "The effect
+   predictor").
 3. Evaluate on the held-out days' randomized rows (users in the exploration draw: not holdout, not
    frequency-capped) with `ml.predictor.evaluate.evaluate_predictor`: AUC / log-loss / ECE, Qini, AUUC and
    uplift@10/30 % with bootstrap intervals, and the correlation of predicted with true uplift, beside a
@@ -24,7 +26,8 @@
    over folds of customers as the model's linear part is) and the popularity rule; and the oracle's AUC and Qini on the
    same rows (the true probabilities as scores): the ceiling.
 
-Writes bench/results/predictor_simulator_{convert_auc,qini,ece,true_uplift_corr}.json. `--home DIR` keeps the
+Writes bench/results/predictor_simulator_{convert_auc,qini,ece,true_uplift_corr}.json (with `_crosses` /
+`_refit` before `.json` when those options are on, so the defaults' results stay). `--home DIR` keeps the
 shop and the log there; a second run with the same DIR and log options reuses the log (training and
 evaluation only).
 """
@@ -178,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", default=LogOptions.start, help="the shop's first history day (ISO date)")
     p.add_argument("--epochs", type=int, default=None, help="default: the effect_predictor asset's")
     p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--crosses", action="store_true", help="train with features.CUSTOMER_CROSSES (off in the asset)")
+    p.add_argument("--refit", action="store_true", help="refit on training + validation rows (off in the asset)")
     args = p.parse_args(argv)
     home = Path(args.home or tempfile.mkdtemp(prefix="promoloop-predictor-sim-")).resolve()
     os.environ["PROMO_HOME"] = str(home)
@@ -196,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     log_s = time.perf_counter() - started
 
     from ml.predictor.evaluate import evaluate_predictor
+    from ml.predictor.features import CUSTOMER_CROSSES, contract_spec
     from ml.predictor.predict import load_predictor
     from ml.predictor.train import TrainConfig, rows_learned_from, split_examples, train_predictor
     from orchestration.defs.training import PredictorTraining
@@ -209,11 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     randomized = held_out.filter(pl.col("is_exploration"))
     asset = PredictorTraining(seed=args.seed)
     train_df, valid_df = split_examples(history, "auto", seed=asset.seed)
-    cfg = TrainConfig(epochs=args.epochs or asset.epochs, seed=asset.seed, progress=False)
+    cfg = TrainConfig(epochs=args.epochs or asset.epochs, seed=asset.seed, progress=False, refit=args.refit)
+    spec = contract_spec(crosses=CUSTOMER_CROSSES if args.crosses else ())
     t0 = time.perf_counter()
     model_dir = home / "predictor_simulator_model"
     shutil.rmtree(model_dir, ignore_errors=True)  # a checkpoint left there would be resumed
-    result = train_predictor(train_df, cfg, model_dir, valid_df=valid_df)
+    result = train_predictor(train_df, cfg, model_dir, spec=spec, valid_df=valid_df)
     train_s = time.perf_counter() - t0
     predictor = load_predictor(result.out_dir)
     report = evaluate_predictor(predictor, randomized, home / "predictor_simulator_eval",
@@ -257,17 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Qini: model {m['qini']['value']:.4f} [{m['qini']['ci_low']:.4f}, {m['qini']['ci_high']:.4f}] vs best baseline {qini_ref:.4f}: "
           f"{'beats' if beats['qini'] else 'does NOT beat'}")
     print(f"ECE of P(convert | send): {ece:.4f} (target < 0.02)")
-    extra = {"sizes": split_sizes, "log": asdict(opt), "oracle": ceiling, "eval_days": [str(d) for d in eval_days],
+    suffix = ("_crosses" if args.crosses else "") + ("_refit" if args.refit else "")
+    extra = {"sizes": split_sizes, "options": {"crosses": args.crosses, "refit": args.refit}, "log": asdict(opt), "oracle": ceiling, "eval_days": [str(d) for d in eval_days],
              "models": report.models, "epochs_run": result.epochs_run, "train_s": train_s, "log_s": log_s,
              "total_s": total_s}
-    write_result("predictor_simulator_convert_auc", v(m, "convert_send_auc"), "AUC of P(convert | send), treated held-out rows",
+    write_result(f"predictor_simulator_convert_auc{suffix}", v(m, "convert_send_auc"), "AUC of P(convert | send), treated held-out rows",
                  auc_ref, v(m, "convert_send_auc") / auc_ref, "> every baseline (T-learner, tuned T-learner, popularity rule)", beats["convert_auc"], extra)
-    write_result("predictor_simulator_qini", v(m, "qini"), "Qini coefficient, held-out randomized rows", qini_ref,
+    write_result(f"predictor_simulator_qini{suffix}", v(m, "qini"), "Qini coefficient, held-out randomized rows", qini_ref,
                  v(m, "qini") / qini_ref if qini_ref else None, "> every baseline (T-learner, tuned T-learner, popularity rule)", beats["qini"], extra)
-    write_result("predictor_simulator_ece", ece, "ECE of P(convert | send), treated held-out rows", None, None, "< 0.02",
+    write_result(f"predictor_simulator_ece{suffix}", ece, "ECE of P(convert | send), treated held-out rows", None, None, "< 0.02",
                  beats["ece"], extra)
     corr_ref = max(v(b, "true_uplift_pearson") for b in baselines.values())
-    write_result("predictor_simulator_true_uplift_corr", v(m, "true_uplift_pearson"),
+    write_result(f"predictor_simulator_true_uplift_corr{suffix}", v(m, "true_uplift_pearson"),
                  "Pearson correlation of predicted with true uplift", corr_ref, None, "> baselines",
                  v(m, "true_uplift_pearson") > corr_ref, extra)
     return 0
