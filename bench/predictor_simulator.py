@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'beats' if beats['qini'] else 'does NOT beat'}")
     print(f"ECE of P(convert | send): {ece:.4f} (target < 0.02)")
     suffix = ("_crosses" if args.crosses else "") + ("_refit" if args.refit else "")
-    extra = {"sizes": split_sizes, "options": {"crosses": args.crosses, "refit": args.refit}, "log": asdict(opt), "oracle": ceiling, "eval_days": [str(d) for d in eval_days],
+    extra = {"sizes": split_sizes, "options": {"crosses": args.crosses, "refit": args.refit}, "log": asdict(opt),
+             "oracle": ceiling, "eval_days": [str(d) for d in eval_days],
              "models": report.models, "epochs_run": result.epochs_run, "train_s": train_s, "log_s": log_s,
              "total_s": total_s}
     write_result(f"predictor_simulator_convert_auc{suffix}", v(m, "convert_send_auc"), "AUC of P(convert | send), treated held-out rows",

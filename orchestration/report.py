@@ -1,6 +1,6 @@
 """`promoloop report`: what the daily plans did — per day sends by channel and offer type, expected spend
-against the budget, expected incremental conversions and margin, the allocator's optimality gap, holdout
-and exploration — plus a spend-pacing plot."""
+against the budget and the allocator's share of it, expected incremental conversions and margin, the
+allocator's optimality gap, holdout and exploration — plus a spend-pacing plot."""
 
 from __future__ import annotations
 
@@ -31,9 +31,12 @@ from delivery.decisions d
 group by 1 order by 1
 """
 
-# One row per planned day (promo_plan writes it): the day's budget and how good the allocation provably is.
+# One row per planned day (promo_plan writes it): the day's budget, what the allocator got of it after the
+# exploration reserve and what a unit more would have been worth to it (0: the budget did not bind), and how
+# good the allocation provably is.
 PLANS_SQL = """
-select decision_date as day, round(budget, 2) as budget,
+select decision_date as day, round(budget, 2) as budget, round(allocator_budget, 2) as allocator_budget,
+       round(lambda_budget, 3) as budget_multiplier,
        round(expected_incremental_conversions, 2) as expected_incr_conversions,
        round(100 * optimality_gap, 5) as gap_percent, lp_bound_method as bound
 from delivery.plans {where}

@@ -224,10 +224,13 @@ def test_forward_shapes_and_margin(frame):
     assert m.item() == pytest.approx(-1.0)
 
 
-def test_wide_model_starts_at_the_logistic_regressions(frame):
+@pytest.mark.parametrize("with_crosses", [False, True], ids=["main-effects", "crosses"])
+def test_wide_model_starts_at_the_logistic_regressions(frame, with_crosses):
+    """Also with the opt-in crosses: their fitted weights land in `wide_cross` and the forward pass adds them."""
     from ml.predictor.baselines import design_matrix, fit_wide_start
+    from ml.predictor.features import CUSTOMER_CROSSES
 
-    enc = FeatureEncoder.fit(frame, contract_spec())
+    enc = FeatureEncoder.fit(frame, contract_spec(crosses=CUSTOMER_CROSSES if with_crosses else ()))
     data = enc.transform(frame)
     torch.manual_seed(0)
     model = EffectPredictor(TINY, enc)

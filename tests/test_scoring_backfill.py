@@ -137,6 +137,14 @@ def test_a_champion_scored_day_records_its_gap_and_reruns_to_the_same_plan(shop,
     assert summary["allocation_objective"] <= summary["lp_bound"] + 1e-9
     assert summary["sends"] == first.filter(pl.col("action") == "send").height
     assert summary["expected_spend"] <= summary["budget"] + 1e-6
+    # `promoloop report` shows the same day: spend, and the allocator's share of the budget after the reserve.
+    from orchestration.report import daily_report
+
+    daily = daily_report(paths, day)[0].row(0, named=True)
+    assert daily["expected_spend"] == pytest.approx(summary["expected_spend"], abs=0.01)
+    assert daily["allocator_budget"] == pytest.approx(summary["allocator_budget"], abs=0.01)
+    assert 0 < daily["allocator_budget"] < daily["budget"]  # the exploration reserve came off
+    assert daily["budget_multiplier"] == pytest.approx(summary["lambda_budget"], abs=1e-3)
     second, again = plan_of_the_day()
     assert second.equals(first)  # same day, same data, same seed: the same plan
     assert again["optimality_gap"] == summary["optimality_gap"]
