@@ -4,6 +4,7 @@ within 0.1 % of the exact MILP, and logged propensities are the true probabiliti
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import date
 
 import numpy as np
@@ -168,6 +169,21 @@ def test_exploration_is_reproducible_and_respects_reserve():
     reserve = exploration_reserve(cands.user_index, ok, cands.cost, cands.n_users, 0.2)
     roomy = explore(*args, epsilon=0.2, seed=3, budget_reserve=reserve)
     assert not roomy.budget_clipped.any()
+
+
+def test_exploration_reserve_given_the_plan_is_the_exact_distribution_of_its_spend():
+    cands, cfg = make_instance(400, 5, seed=2)
+    greedy = allocate(cands, cfg).chosen[:, 0]
+    ok = cands.eligible & cands.consent[cands.user_index, cands.channel] & (cands.remaining_cap > 0)[cands.user_index]
+    args = (cands.user_index, ok, cands.cost, cands.channel, greedy, cands.n_users, date(2024, 5, 2))
+    spend = np.array([explore(*args, epsilon=0.2, seed=s).exploration_spend for s in range(3000)])
+    reserve = functools.partial(exploration_reserve, cands.user_index, ok, cands.cost, cands.n_users, 0.2)
+    mean, one_sd = reserve(sigmas=0.0, greedy=greedy), reserve(sigmas=1.0, greedy=greedy) - reserve(sigmas=0.0, greedy=greedy)
+    assert spend.mean() == pytest.approx(mean, abs=4 * one_sd / np.sqrt(len(spend)))
+    assert spend.std() == pytest.approx(one_sd, rel=0.06)
+    # Without the plan each explored user is costed as if the plan sent them nothing: a looser bound.
+    assert reserve() > reserve(greedy=greedy) and reserve(sigmas=0.0) > mean
+    assert (spend <= reserve(greedy=greedy)).all()
 
 
 def test_pacing_spreads_and_carries_forward():

@@ -2,13 +2,14 @@
 reproducible, and logged propensities match how often each action is really chosen."""
 
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
 from ml.delivery.planner import PLAN_COLUMNS, REASON_COLUMNS, PlanConfig, plan_day
+from ml.delivery.policy import exploration_reserve, holdout_mask
 
 DAY = date(2026, 11, 2)
 
@@ -84,6 +85,22 @@ def test_plan_summary_certifies_the_allocation_against_the_lp_bound() -> None:
     cold = plan_day(_scored(users, {}).with_columns(pl.lit(None, pl.Float64).alias("expected_margin")), DAY, cfg, None)
     assert cold.summary.optimality_gap is None and cold.summary.lp_bound_method.startswith("none")
     assert cold.summary.expected_margin is None and cold.summary.sends > 0
+
+
+def test_the_exploration_reserve_is_resized_to_the_plan_and_exploration_stays_within_the_budget() -> None:
+    users = [f"u{i:04d}" for i in range(600)]
+    values = {(u, ch): 0.5 + (i * 7 % 23) / 10 + (ch == "sms") for i, u in enumerate(users) for ch in ("push", "sms")}
+    cfg = PlanConfig(budget=150.0, epsilon=0.1, holdout_share=0.05, channel_quota={"sms": 400}, seed=4)
+    scored = _scored(users, values)
+    n_actions = 2 * len(users)
+    user_of_action = np.repeat(np.arange(len(users)), 2)
+    eligible = ~holdout_mask(users, cfg.holdout_share)[user_of_action]
+    bound = exploration_reserve(user_of_action, eligible, np.ones(n_actions), len(users), cfg.epsilon)
+    for offset in range(6):
+        s = plan_day(scored, DAY + timedelta(days=offset), cfg, "m1").summary
+        # Costing explored users by what the plan would have sent them leaves the allocator more than the bound.
+        assert s.allocator_budget > cfg.budget - bound + 5.0
+        assert s.expected_spend <= cfg.budget + 1e-9 and s.exploration_sends > 0
 
 
 def test_campaign_budget_is_paced_over_its_days_and_under_spend_carries_forward() -> None:

@@ -234,6 +234,46 @@ def best_action(user_of_action: np.ndarray, value: np.ndarray, first: np.ndarray
     return order[first]
 
 
+# Passes of re-sizing the exploration reserve to the plan (each one allocation without the LP bound).
+RESERVE_REFINEMENTS = 3
+
+
+def _allocate_around_exploration(
+    candidates: CandidateSet, eligible: np.ndarray, quota: dict[int, float], cfg: PlanConfig, epsilon: float,
+    reserve: float,
+) -> AllocationResult:
+    """The allocation under what the budget leaves after exploration.
+
+    `reserve` bounds exploration's cost before the plan is known (each explored user costed as if the plan
+    sent them nothing), which held back up to twice what exploration spent. Once a plan is known its
+    exploration cost has an exact distribution (`exploration_reserve(greedy=...)`), so the allocator is
+    given the budget less that reserve and re-run; a plan is kept only while its own exact reserve still
+    fits in what it leaves. Every step depends on the scores alone, not on the exploration's draws, so the
+    logged propensities stay exact.
+    """
+    def solve(budget: float, certify: bool) -> AllocationResult:
+        return allocate(
+            candidates,
+            AllocationConfig(budget=max(budget, 0.0), channel_quota=quota, compute_lp_bound=certify, seed=cfg.seed),
+        )
+
+    kept = solve(cfg.budget - reserve, False)
+    for _ in range(RESERVE_REFINEMENTS):
+        exact = exploration_reserve(
+            candidates.user_index, eligible, candidates.cost, candidates.n_users, epsilon, greedy=kept.chosen[:, 0]
+        )
+        if cfg.budget - exact <= kept.budget + 1e-9:
+            break
+        trial = solve(cfg.budget - exact, False)
+        trial_reserve = exploration_reserve(
+            candidates.user_index, eligible, candidates.cost, candidates.n_users, epsilon, greedy=trial.chosen[:, 0]
+        )
+        if trial.spend + trial_reserve > cfg.budget + 1e-9:
+            break  # this plan would leave exploration less than its own reserve: keep the last that did
+        kept = trial
+    return solve(kept.budget, cfg.certify_gap) if cfg.certify_gap else kept
+
+
 def plan_day(
     scored: pl.DataFrame,
     day: date,
@@ -310,18 +350,15 @@ def plan_day(
             # Exploring at full rate would eat most of the budget: explore less today, propensities stay exact.
             epsilon = cfg.epsilon * 0.5 * cfg.budget / reserve
             reserve = exploration_reserve(user_of_action, eligible, cost, n_users, epsilon)
-        allocation = allocate(
-            CandidateSet(user_of_action, value, cost, channel_code, n_users, len(CHANNELS), eligible=eligible),
-            AllocationConfig(
-                budget=max(cfg.budget - reserve, 0.0), channel_quota=quota, compute_lp_bound=cfg.certify_gap, seed=cfg.seed
-            ),
-        )
+        candidates = CandidateSet(user_of_action, value, cost, channel_code, n_users, len(CHANNELS), eligible=eligible)
+        allocation = _allocate_around_exploration(candidates, eligible, quota, cfg, epsilon, reserve)
         greedy = allocation.chosen[:, 0]
         would_send = np.where(greedy >= 0, greedy, best_action(user_of_action, value, first))
         headroom = {i: q - allocation.channel_counts[i] for i, q in quota.items()}
+        # Exploration may spend what the plan left of the day's budget, not only the reserve it was sized by.
         explored_plan = explore(
             user_of_action, eligible, cost, channel_code, greedy, n_users, day, epsilon, cfg.seed,
-            budget_reserve=reserve, channel_headroom=headroom,
+            budget_reserve=cfg.budget - allocation.spend, channel_headroom=headroom,
         )
         chosen = np.where(eligible_user, explored_plan.action, -1)
         propensity = np.where(eligible_user, explored_plan.propensity, 1.0)

@@ -161,21 +161,36 @@ def explore(
 
 
 def exploration_reserve(
-    user_index: np.ndarray, eligible: np.ndarray, cost: np.ndarray, n_users: int, epsilon: float, sigmas: float = 4.0
+    user_index: np.ndarray,
+    eligible: np.ndarray,
+    cost: np.ndarray,
+    n_users: int,
+    epsilon: float,
+    sigmas: float = 4.0,
+    greedy: np.ndarray | None = None,
 ) -> float:
-    """Budget to hold back for exploration: its expected extra cost plus `sigmas` standard deviations.
+    """Budget to hold back for exploration: its expected extra cost over the plan plus `sigmas` standard
+    deviations.
 
-    Upper-bounds each explored user's extra cost by the cost of the explored option (as if greedy sent
-    nothing), so the reserve is conservative.
+    Without `greedy` (the plan not yet known) each explored user's extra cost is bounded by the cost of the
+    explored option, as if the plan sent them nothing: conservative. With `greedy` (row per user, −1 =
+    nothing) the extra cost of an explored user is exactly the explored option's cost minus the plan's, so
+    the mean and variance are exact: the explored draws do not depend on the plan (`explore`).
     """
     user_index = np.asarray(user_index)
     eligible = np.asarray(eligible, dtype=bool)
     cost = np.asarray(cost, dtype=np.float64)
-    options = _eligible_counts(user_index, eligible, n_users) + 1.0
+    options = _eligible_counts(user_index, eligible, n_users) + 1.0  # (n_users,) rows + "nothing"
     mean_cost = np.bincount(user_index[eligible], weights=cost[eligible], minlength=n_users) / options
     mean_sq = np.bincount(user_index[eligible], weights=cost[eligible] ** 2, minlength=n_users) / options
-    expected = epsilon * mean_cost
-    variance = epsilon * mean_sq - expected**2
+    planned = np.zeros(n_users)
+    if greedy is not None:
+        greedy = np.asarray(greedy)
+        planned = np.where(greedy >= 0, cost[np.maximum(greedy, 0)], 0.0)
+    # extra = coin * (c_option - c_planned), coin ~ Bernoulli(epsilon), option uniform over `options`.
+    expected = epsilon * (mean_cost - planned)
+    second_moment = epsilon * (mean_sq - 2.0 * planned * mean_cost + planned**2)
+    variance = second_moment - expected**2
     return float(expected.sum() + sigmas * np.sqrt(max(variance.sum(), 0.0)))
 
 
