@@ -1,6 +1,7 @@
 """`promoloop report`: what the daily plans did — per day sends by channel and offer type, expected spend
 against the budget and the allocator's share of it, expected incremental conversions and margin, the
-allocator's optimality gap, holdout and exploration — plus a spend-pacing plot."""
+allocator's optimality gap, holdout and exploration — the serving model's calibration on the days it
+served, and a spend-pacing plot."""
 
 from __future__ import annotations
 
@@ -50,7 +51,41 @@ group by 1, 2 order by 1, 2
 """
 
 
-def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+# The serving model's calibration where the outcome is known: predicted against realized conversions of
+# the logged action, by arm. Explored sends are uniform draws, so their ratio is the model's calibration on
+# the served days (drift); planned sends and "nothing" rows (logged with the action the plan valued most)
+# are chosen by the model's own scores, so their ratio adds the winner's curse of picking its maxima.
+CALIBRATION_SQL = """
+select case when d.action = 'send' and d.is_exploration then 'explored send'
+            when d.action = 'send' then 'planned send' else 'nothing' end as arm,
+       count(*) as decisions,
+       round(sum(case when d.action = 'send' then s.p_convert_send else s.p_convert_none end), 2)
+           as predicted_conversions,
+       count(*) filter (where o.label_convert) as conversions,
+       round(count(*) filter (where o.label_convert)
+             / nullif(sum(case when d.action = 'send' then s.p_convert_send else s.p_convert_none end), 0), 3)
+           as realized_over_predicted
+from delivery.decisions d
+join delivery.scores s
+  on s.user_id = d.user_id and s.product_id = d.product_id and s.offer_id = d.offer_id
+ and s.channel = d.channel and s.send_at = d.send_at and s.model_version = d.model_version
+join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
+where d.model_version <> 'none' and not d.is_holdout and o.window_closed {and_where}
+group by 1 order by 1
+"""
+
+
+def serving_calibration(con: duckdb.DuckDBPyConnection, day: date | None = None) -> pl.DataFrame:
+    """Predicted vs realized conversions of the champion's decisions whose outcome window has closed, by arm
+    (empty before a model served a day to its window's end)."""
+    needed = (("delivery", "decisions"), ("delivery", "scores"), ("marts", "fct_delivery_outcomes"))
+    if not all(table_exists(con, schema, table) for schema, table in needed):
+        return pl.DataFrame()
+    and_where = f"and d.decision_date = DATE '{day}'" if day else ""
+    return con.sql(CALIBRATION_SQL.format(and_where=and_where)).pl()
+
+
+def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     where = f"where d.decision_date = DATE '{day}'" if day else ""
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
@@ -59,9 +94,10 @@ def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFra
             plans = con.sql(PLANS_SQL.format(where=where.replace("d.decision_date", "decision_date"))).pl()
             daily = daily.join(plans, on="day", how="left")
         offers = con.sql(OFFER_SQL.format(and_where=f"and d.decision_date = DATE '{day}'" if day else "")).pl()
+        calibration = serving_calibration(con, day)
     finally:
         con.close()
-    return daily, offers
+    return daily, offers, calibration
 
 
 def pacing_plot(daily: pl.DataFrame, budget: float | None, path: Path) -> Path:
@@ -92,13 +128,16 @@ def print_daily_report(paths: PromoPaths, day: date | None = None, budget: float
     if not paths.warehouse.exists():
         print(f"no warehouse at {paths.warehouse}: run `promoloop demo` or the Dagster jobs first")
         return 1
-    daily, offers = daily_report(paths, day)
+    daily, offers, calibration = daily_report(paths, day)
     if daily.is_empty():
         print("no plans yet: the daily scoring job has not run")
         return 1
     with pl.Config(tbl_rows=60, tbl_cols=20, tbl_width_chars=200):
         print(daily)
         print(offers.pivot(on="offer_type", index="day", values="sends").fill_null(0))
+        if not calibration.is_empty():
+            print("serving model's calibration (decisions whose outcome window has closed):")
+            print(calibration)
     plot = pacing_plot(daily, budget, paths.reports / "spend_pacing.png")
     print(f"spend pacing plot: {plot}")
     return 0

@@ -1,0 +1,79 @@
+"""`promoloop report`'s serving calibration: predicted against realized conversions of the champion's
+decisions, by arm, only where the outcome is known and the scores are the deciding model's."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import duckdb
+import polars as pl
+import pytest
+
+from orchestration.report import serving_calibration
+
+DAY = date(2026, 11, 26)
+SEND_AT = datetime(2026, 11, 26, 12)
+
+
+def _warehouse(rows: list[dict]) -> duckdb.DuckDBPyConnection:
+    """One decision per row with its score and outcome; keys a row may change: see the defaults."""
+    con = duckdb.connect()
+    defaults = {
+        "decision_date": DAY, "action": "send", "is_holdout": False, "is_exploration": False, "model_version": "m:1",
+        "score_version": "m:1", "p_convert_send": 0.1, "p_convert_none": 0.02, "label_convert": False,
+        "window_closed": True,
+    }
+    frame = pl.DataFrame(
+        [{**defaults, **row, "decision_id": f"d{i}", "user_id": f"u{i}"} for i, row in enumerate(rows)]
+    ).with_columns(
+        pl.lit("p1").alias("product_id"), pl.lit("o1").alias("offer_id"), pl.lit("push").alias("channel"),
+        pl.lit(SEND_AT).alias("send_at"),
+    )
+    keys = "user_id, product_id, offer_id, channel, send_at"
+    con.register("frame", frame.to_arrow())
+    for schema in ("delivery", "marts"):
+        con.execute(f"create schema {schema}")
+    con.execute(
+        f"create table delivery.decisions as select decision_id, decision_date, {keys}, action, is_holdout,"
+        " is_exploration, model_version from frame"
+    )
+    con.execute(
+        f"create table delivery.scores as select {keys}, score_version as model_version, p_convert_send,"
+        " p_convert_none from frame"
+    )
+    con.execute("create table marts.fct_delivery_outcomes as select decision_id, label_convert, window_closed from frame")
+    return con
+
+
+def test_serving_calibration_counts_each_arm_where_the_outcome_is_known() -> None:
+    con = _warehouse(
+        [
+            {"p_convert_send": 0.2, "label_convert": True},  # planned send
+            {"p_convert_send": 0.3},  # planned send
+            {"is_exploration": True, "p_convert_send": 0.25, "label_convert": True},
+            {"action": "none", "p_convert_none": 0.05},
+            {"action": "none", "p_convert_none": 0.15, "label_convert": True},
+            # Left out: the holdout, a cold-start day, an open window, scores of another model.
+            {"is_holdout": True, "action": "none", "label_convert": True},
+            {"model_version": "none", "score_version": "none", "label_convert": True},
+            {"window_closed": False, "label_convert": True},
+            {"score_version": "m:0", "label_convert": True},
+        ]
+    )
+    by_arm = {row["arm"]: row for row in serving_calibration(con).iter_rows(named=True)}
+    assert set(by_arm) == {"planned send", "explored send", "nothing"}
+    assert by_arm["planned send"]["decisions"] == 2 and by_arm["planned send"]["conversions"] == 1
+    assert by_arm["planned send"]["predicted_conversions"] == pytest.approx(0.5)
+    assert by_arm["planned send"]["realized_over_predicted"] == pytest.approx(2.0)
+    assert by_arm["explored send"]["predicted_conversions"] == pytest.approx(0.25)
+    # "nothing" is predicted by the no-send head, not the send head.
+    assert by_arm["nothing"]["predicted_conversions"] == pytest.approx(0.2)
+    assert by_arm["nothing"]["realized_over_predicted"] == pytest.approx(5.0)
+    assert serving_calibration(con, date(2026, 11, 27)).is_empty()
+
+
+def test_serving_calibration_is_empty_before_there_are_outcomes() -> None:
+    con = duckdb.connect()
+    con.execute("create schema delivery")
+    con.execute("create table delivery.decisions (decision_id varchar)")
+    assert serving_calibration(con).is_empty()
