@@ -56,21 +56,25 @@ group by 1, 2 order by 1, 2
 # the served days (drift); planned sends and "nothing" rows (logged with the action the plan valued most)
 # are chosen by the model's own scores, so their ratio adds the winner's curse of picking its maxima.
 CALIBRATION_SQL = """
-select case when d.action = 'send' and d.is_exploration then 'explored send'
-            when d.action = 'send' then 'planned send' else 'nothing' end as arm,
+with served as (
+    select case when d.action = 'send' and d.is_exploration then 'explored send'
+                when d.action = 'send' then 'planned send' else 'nothing' end as arm,
+           case when d.action = 'send' then s.p_convert_send else s.p_convert_none end as predicted,
+           o.label_convert
+    from delivery.decisions d
+    join delivery.scores s
+      on s.user_id = d.user_id and s.product_id = d.product_id and s.offer_id = d.offer_id
+     and s.channel = d.channel and s.send_at = d.send_at and s.model_version = d.model_version
+    join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
+    where d.model_version <> 'none' and not d.is_holdout and o.window_closed {and_where}
+)
+
+select arm,
        count(*) as decisions,
-       round(sum(case when d.action = 'send' then s.p_convert_send else s.p_convert_none end), 2)
-           as predicted_conversions,
-       count(*) filter (where o.label_convert) as conversions,
-       round(count(*) filter (where o.label_convert)
-             / nullif(sum(case when d.action = 'send' then s.p_convert_send else s.p_convert_none end), 0), 3)
-           as realized_over_predicted
-from delivery.decisions d
-join delivery.scores s
-  on s.user_id = d.user_id and s.product_id = d.product_id and s.offer_id = d.offer_id
- and s.channel = d.channel and s.send_at = d.send_at and s.model_version = d.model_version
-join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
-where d.model_version <> 'none' and not d.is_holdout and o.window_closed {and_where}
+       round(sum(predicted), 2) as predicted_conversions,
+       count(*) filter (where label_convert) as conversions,
+       round(count(*) filter (where label_convert) / nullif(sum(predicted), 0), 3) as realized_over_predicted
+from served
 group by 1 order by 1
 """
 

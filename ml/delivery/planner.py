@@ -257,20 +257,22 @@ def _allocate_around_exploration(
             AllocationConfig(budget=max(budget, 0.0), channel_quota=quota, compute_lp_bound=certify, seed=cfg.seed),
         )
 
+    def reserve_of(plan: AllocationResult) -> float:
+        return exploration_reserve(
+            candidates.user_index, eligible, candidates.cost, candidates.n_users, epsilon, greedy=plan.chosen[:, 0]
+        )
+
     kept = solve(cfg.budget - reserve, False)
+    kept_reserve = reserve_of(kept)
     for _ in range(RESERVE_REFINEMENTS):
-        exact = exploration_reserve(
-            candidates.user_index, eligible, candidates.cost, candidates.n_users, epsilon, greedy=kept.chosen[:, 0]
-        )
-        if cfg.budget - exact <= kept.budget + 1e-9:
+        if cfg.budget - kept_reserve <= kept.budget + 1e-9:
             break
-        trial = solve(cfg.budget - exact, False)
-        trial_reserve = exploration_reserve(
-            candidates.user_index, eligible, candidates.cost, candidates.n_users, epsilon, greedy=trial.chosen[:, 0]
-        )
+        trial = solve(cfg.budget - kept_reserve, False)
+        trial_reserve = reserve_of(trial)
         if trial.spend + trial_reserve > cfg.budget + 1e-9:
             break  # this plan would leave exploration less than its own reserve: keep the last that did
-        kept = trial
+        kept, kept_reserve = trial, trial_reserve
+    # Re-solving the kept budget (deterministic: the same plan) is what certifies it against the LP bound.
     return solve(kept.budget, cfg.certify_gap) if cfg.certify_gap else kept
 
 
