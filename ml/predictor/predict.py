@@ -17,6 +17,7 @@ import polars as pl
 import torch
 
 from ml.device import autocast_dtype, pick_device
+from ml.predictor.calibration import Calibration
 from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureError, FeatureSpec, contract_spec
 from ml.predictor.loader import PackedFrame
 from ml.predictor.model import EffectPredictor, ModelConfig, expected_incremental_margin
@@ -26,6 +27,7 @@ MODEL_NAME = "effect_predictor"
 WEIGHTS_FILE = "model.pt"
 ENCODER_FILE = "encoder.json"
 MODEL_CONFIG_FILE = "model_config.json"
+CALIBRATION_FILE = "calibration.json"  # optional: models saved without it score uncalibrated
 
 CONTEXT_INPUTS = ("numeric", "categorical", "target_product", "target_category")  # plus every seq_* tensor
 SCORE_COLUMNS = ("p_click", "p_convert_send", "p_convert_none", "uplift", "expected_incremental_margin")
@@ -33,11 +35,15 @@ SCORE_COLUMNS = ("p_click", "p_convert_send", "p_convert_none", "uplift", "expec
 
 @dataclass
 class Predictor:
-    """A model with its fitted encoder: frame in, probabilities, uplift and incremental margin out."""
+    """A model with its fitted encoder: frame in, probabilities, uplift and incremental margin out.
+
+    `calibration` (fitted on the validation rows by `train_predictor`) maps each head's probability before
+    uplift and margin are computed; `raw=True` in `predict_encoded` skips it (to fit one)."""
 
     model: EffectPredictor
     encoder: FeatureEncoder
     device: torch.device
+    calibration: Calibration | None = None
 
     @property
     def spec(self) -> FeatureSpec:
@@ -45,7 +51,7 @@ class Predictor:
 
     @torch.no_grad()
     def predict_encoded(
-        self, data: EncodedFrame, batch_size: int = 16384, context_of: torch.Tensor | None = None
+        self, data: EncodedFrame, batch_size: int = 16384, context_of: torch.Tensor | None = None, raw: bool = False
     ) -> dict[str, np.ndarray]:
         """Probabilities for every row: click, convert_send, convert_none, uplift (send − none).
 
@@ -78,7 +84,7 @@ class Predictor:
                 chunks[key].append(torch.sigmoid(out[key].float()))
         probs = {k: (torch.cat(v).cpu().numpy() if v else np.zeros(0, np.float32)) for k, v in chunks.items()}
         probs["uplift"] = probs["convert_send"] - probs["convert_none"]
-        return probs
+        return probs if raw or self.calibration is None else self.calibration.apply(probs)
 
     def score(self, df: pl.DataFrame, batch_size: int = 16384) -> pl.DataFrame:
         """`df` plus p_click, p_convert_send, p_convert_none, uplift and (when price, depth and margin
@@ -120,13 +126,19 @@ def context_rows(df: pl.DataFrame) -> torch.Tensor | None:
     return torch.from_numpy(owner["_first"].to_numpy().astype(np.int64))
 
 
-def save_predictor(folder: Path, model: EffectPredictor, encoder: FeatureEncoder) -> Path:
-    """Write weights, encoder (vocabularies, statistics, feature spec) and model config to `folder`."""
+def save_predictor(
+    folder: Path, model: EffectPredictor, encoder: FeatureEncoder, calibration: Calibration | None = None
+) -> Path:
+    """Write weights, encoder (vocabularies, statistics, feature spec), model config and calibration to `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS_FILE)
     (folder / ENCODER_FILE).write_text(encoder.to_json())
     (folder / MODEL_CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=2))
+    if calibration is not None:
+        (folder / CALIBRATION_FILE).write_text(calibration.to_json())
+    else:
+        (folder / CALIBRATION_FILE).unlink(missing_ok=True)  # a refit over an earlier run's folder
     return folder
 
 
@@ -149,7 +161,9 @@ def load_predictor(folder: Path, device: str | torch.device | None = None, expec
     cfg = ModelConfig(**{"wide": False, **json.loads((folder / MODEL_CONFIG_FILE).read_text())})
     model = EffectPredictor(cfg, encoder)
     model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    return Predictor(model.to(dev).eval(), encoder, dev)
+    calibration_file = folder / CALIBRATION_FILE
+    calibration = Calibration.from_json(calibration_file.read_text()) if calibration_file.exists() else None
+    return Predictor(model.to(dev).eval(), encoder, dev, calibration)
 
 
 def publish_predictor(
@@ -168,8 +182,9 @@ def publish_predictor(
     folder = Path(folder)
     encoder = FeatureEncoder.from_json((folder / ENCODER_FILE).read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        for name in (WEIGHTS_FILE, ENCODER_FILE, MODEL_CONFIG_FILE):
-            shutil.copy2(folder / name, Path(tmp) / name)
+        for name in (WEIGHTS_FILE, ENCODER_FILE, MODEL_CONFIG_FILE, CALIBRATION_FILE):
+            if name != CALIBRATION_FILE or (folder / name).exists():
+                shutil.copy2(folder / name, Path(tmp) / name)
         return registry.publish(
             model_name, tmp, config=config, feature_schema=encoder.spec.schema(), metrics=metrics, data_window=data_window
         )

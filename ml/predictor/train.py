@@ -11,7 +11,8 @@ to the device once per epoch. That order is what makes training reproducible and
 the best metric and the early-stopping counter, so a run resumed after a crash ends with exactly the
 weights of an uninterrupted run. With `TrainConfig.refit` (`--refit`; off by default), once validation
 has chosen how many epochs to keep, the model is retrained from its start on training + validation rows for that many; each of the two
-runs has its own checkpoint, so a crash in either resumes exactly. Multi-GPU: launch with `torchrun --nproc_per_node=N -m ml.predictor.train`
+runs has its own checkpoint, so a crash in either resumes exactly. Without the refit, each head is then
+Platt-recalibrated on the validation rows (`TrainConfig.calibrate`, ml/predictor/calibration.py). Multi-GPU: launch with `torchrun --nproc_per_node=N -m ml.predictor.train`
 (nccl on CUDA, gloo on CPU); each rank reads the same frame and trains on its sampler shard.
 """
 
@@ -35,10 +36,11 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ml.device import autocast_dtype, pick_device
+from ml.predictor.calibration import Calibration, fit_calibration
 from ml.predictor.features import EncodedFrame, FeatureEncoder, FeatureSpec, contract_spec, unit_codes
 from ml.predictor.loader import PackedFrame, epoch_order
 from ml.predictor.model import EffectPredictor, ModelConfig, effect_loss
-from ml.predictor.predict import load_predictor, save_predictor
+from ml.predictor.predict import Predictor, load_predictor, save_predictor
 from ml.reproducibility import rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -60,6 +62,9 @@ class TrainConfig:
     # Retrain on training + validation rows for the chosen number of epochs (`train_predictor`). Off by
     # default: on the simulator's closed loop the refitted first model planned worse (README).
     refit: bool = False
+    # Platt-recalibrate each head on the validation rows (ml/predictor/calibration.py). Needs rows the
+    # network did not learn from, so a refit model stays uncalibrated.
+    calibrate: bool = True
     split: str = "auto"  # auto | time | user
     valid_fraction: float = 0.15
     seed: int = 0
@@ -86,10 +91,13 @@ class TrainResult:
     history: list[dict[str, float]]  # the selection run's epochs
     data_window: dict[str, str | int | bool | None]
     refit_epochs: int | None = None  # epochs of the refit on training + validation rows (None: no refit)
+    calibration: Calibration | None = None  # fitted on the validation rows (None: not calibrated)
 
     def metrics(self) -> dict[str, float]:
         refit = {} if self.refit_epochs is None else {"refit_epochs": self.refit_epochs}
-        return {"best_valid_loss": self.best_valid_loss, "best_epoch": self.best_epoch, "steps": self.steps, **refit}
+        calibration = self.calibration.summary() if self.calibration is not None else {}
+        return {"best_valid_loss": self.best_valid_loss, "best_epoch": self.best_epoch, "steps": self.steps,
+                **refit, **calibration}
 
 
 # ---------------------------------------------------------------------------------------------- splitting
@@ -308,14 +316,17 @@ def train_predictor(
     selection = run.fit(train_df, valid_df, cfg.epochs, out / SELECTION_DIR if cfg.refit else out)
     model, encoder, refit_epochs = selection.model, selection.encoder, None
     learned_from = rows_learned_from(train_df, valid_df, cfg.refit)
+    calibration = None
     if cfg.refit:
         refit_epochs = selection.state["best_epoch"] + 1
         final = run.fit(learned_from, None, refit_epochs, out)
         model, encoder = final.model, final.encoder
+    elif cfg.calibrate:
+        calibration = calibration_on(Predictor(model, encoder, device), valid_df)
     window = {**data_window(learned_from), "valid_first": data_window(valid_df)["first"],
-              "valid_last": data_window(valid_df)["last"], "refit": cfg.refit}
+              "valid_last": data_window(valid_df)["last"], "refit": cfg.refit, "calibrated": calibration is not None}
     if rank == 0:
-        save_predictor(out, model, encoder)
+        save_predictor(out, model, encoder, calibration)
         if cfg.refit:
             (out / SELECTION_DIR / CHECKPOINT_FILE).unlink(missing_ok=True)  # the refit is what was kept
     if created_group:
@@ -325,7 +336,18 @@ def train_predictor(
     return TrainResult(
         out_dir=out, model=model.eval(), encoder=encoder, best_valid_loss=float(state["best"]),
         best_epoch=int(state["best_epoch"]), epochs_run=len(state["history"]), steps=int(state["step"]),
-        history=state["history"], data_window=window, refit_epochs=refit_epochs,
+        history=state["history"], data_window=window, refit_epochs=refit_epochs, calibration=calibration,
+    )
+
+
+def calibration_on(predictor: Predictor, rows: pl.DataFrame) -> Calibration:
+    """Each head's Platt recalibration fitted on `rows` (labelled, not learned from), from raw probabilities."""
+    spec = predictor.spec
+    probs = predictor.predict_encoded(predictor.encoder.transform(rows, with_labels=False), raw=True)
+    click = rows[spec.click_label] if spec.click_label else rows[spec.convert_label]
+    return fit_calibration(
+        probs, click.cast(pl.Float64).to_numpy(), rows[spec.convert_label].cast(pl.Float64).to_numpy(),
+        rows[spec.treatment].cast(pl.Boolean).to_numpy(),
     )
 
 
@@ -505,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an epoch replaces the kept model when its validation loss is lower by this many standard errors")
     p.add_argument("--refit", action="store_true",
                    help="retrain on training + validation rows for the epochs validation chose")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="keep the heads' raw probabilities (default: Platt-recalibrate them on the validation rows)")
     p.add_argument("--split", choices=["auto", "time", "user"], default=d.split)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
@@ -518,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     df = read_frame(args.data, args.duckdb, args.table)
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        keep_margin_se=args.keep_margin_se, refit=args.refit, split=args.split,
+        keep_margin_se=args.keep_margin_se, refit=args.refit, calibrate=not args.no_calibrate, split=args.split,
         seed=args.seed, device=args.device, resume=not args.no_resume, progress=not args.no_progress,
     )
     result = train_predictor(df, cfg, args.out)

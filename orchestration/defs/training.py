@@ -197,6 +197,8 @@ def train_and_gate(context: dg.AssetExecutionContext, promo: PromoHome, config: 
         "gate_rows": decision.n_rows,
         "gate_plans": dg.MetadataValue.path(str(run_dir / "gate_plans.parquet")),
         "epochs_run": result.epochs_run,
+        # Platt recalibration fitted on the validation rows (intercept, slope per head); empty when refit.
+        **(result.calibration.summary() if result.calibration is not None else {}),
         "off_policy_gate": dg.MetadataValue.md(decision.markdown()),
         "held_out_metrics": dg.MetadataValue.md(report.markdown()),
     }
