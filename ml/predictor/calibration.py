@@ -2,9 +2,9 @@
 
 Why: the planner spends a budget on *predicted* discount cost (P(convert | send) x depth x price) and keeps a
 message only while its predicted incremental margin beats the channel's cost, so a model that predicts
-conversions 1.5-3x too high both under-spends and sends where the true margin is negative. On the simulator's
-closed loop the first model was fitted on two days of exploration whose send conversion rate happened to be
-the week's highest; the validation day after them already showed the level falling. A logistic recalibration
+conversions too high both under-spends and sends where the true margin is negative. On the simulator's
+closed loop the first model, fitted on two days of exploration, predicted 1.6x the conversions its random
+sends realized (`promoloop report`), and its validation day already showed the level too high. A logistic recalibration
 per head, logit p' = a + b logit p, fitted on the validation rows (used by training only to choose the
 epoch), moves the level (a) and shrinks over-confident spread (b < 1) without touching the network.
 
@@ -23,7 +23,6 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, logit
 
-HEADS = ("click", "convert_send", "convert_none")
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] before the logit
 
 

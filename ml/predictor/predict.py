@@ -182,9 +182,9 @@ def publish_predictor(
     folder = Path(folder)
     encoder = FeatureEncoder.from_json((folder / ENCODER_FILE).read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        for name in (WEIGHTS_FILE, ENCODER_FILE, MODEL_CONFIG_FILE, CALIBRATION_FILE):
-            if name != CALIBRATION_FILE or (folder / name).exists():
-                shutil.copy2(folder / name, Path(tmp) / name)
+        optional = [CALIBRATION_FILE] if (folder / CALIBRATION_FILE).exists() else []
+        for name in (WEIGHTS_FILE, ENCODER_FILE, MODEL_CONFIG_FILE, *optional):
+            shutil.copy2(folder / name, Path(tmp) / name)
         return registry.publish(
             model_name, tmp, config=config, feature_schema=encoder.spec.schema(), metrics=metrics, data_window=data_window
         )
