@@ -34,10 +34,10 @@ group by 1 order by 1
 
 # One row per planned day (promo_plan writes it): the day's budget, what the allocator got of it after the
 # exploration reserve and what a unit more would have been worth to it (0: the budget did not bind), and how
-# good the allocation provably is.
+# good the allocation provably is, and the factor its predicted costs were corrected by (realized spend).
 PLANS_SQL = """
 select decision_date as day, round(budget, 2) as budget, round(allocator_budget, 2) as allocator_budget,
-       round(lambda_budget, 3) as budget_multiplier,
+       round({cost_factor}, 3) as cost_factor, round(lambda_budget, 3) as budget_multiplier,
        round(expected_incremental_conversions, 2) as expected_incr_conversions,
        round(100 * optimality_gap, 5) as gap_percent, lp_bound_method as bound
 from delivery.plans {where}
@@ -95,7 +95,12 @@ def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFra
     try:
         daily = con.sql(DAILY_SQL.format(where=where)).pl()
         if table_exists(con, "delivery", "plans"):  # warehouses planned before delivery.plans existed have only the decisions
-            plans = con.sql(PLANS_SQL.format(where=where.replace("d.decision_date", "decision_date"))).pl()
+            columns = {row[0] for row in con.execute("describe delivery.plans").fetchall()}
+            # Days planned before the spend correction existed were planned on the model's costs: factor 1.
+            factor = "cost_factor" if "cost_factor" in columns else "1.0"
+            plans = con.sql(
+                PLANS_SQL.format(where=where.replace("d.decision_date", "decision_date"), cost_factor=factor)
+            ).pl()
             daily = daily.join(plans, on="day", how="left")
         offers = con.sql(OFFER_SQL.format(and_where=f"and d.decision_date = DATE '{day}'" if day else "")).pl()
         calibration = serving_calibration(con, day)

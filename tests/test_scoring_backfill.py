@@ -145,6 +145,8 @@ def test_a_champion_scored_day_records_its_gap_and_reruns_to_the_same_plan(shop,
     assert daily["allocator_budget"] == pytest.approx(summary["allocator_budget"], abs=0.01)
     assert 0 < daily["allocator_budget"] < daily["budget"]  # the exploration reserve came off
     assert daily["budget_multiplier"] == pytest.approx(summary["lambda_budget"], abs=1e-3)
+    # The champion's first day: none of its sends has an outcome yet, so its costs are its own.
+    assert summary["cost_factor"] == 1.0 and daily["cost_factor"] == 1.0
     second, again = plan_of_the_day()
     assert second.equals(first)  # same day, same data, same seed: the same plan
     assert again["optimality_gap"] == summary["optimality_gap"]

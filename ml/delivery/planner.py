@@ -42,6 +42,13 @@ class PlanConfig:
     policy_version: str = "greedy-knapsack-eps-v1"
     # Certify each plan: the LP relaxation bound (HiGHS, or the Lagrangian dual on large days) and the gap.
     certify_gap: bool = True
+    # Every action's predicted offer cost is multiplied by this before planning and logging: realized over
+    # predicted spend of recent sends (`ml.delivery.policy.spend_correction`); 1 = the model's own figure.
+    cost_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.cost_factor > 0 and np.isfinite(self.cost_factor)):
+            raise ValueError(f"cost_factor must be a positive number, got {self.cost_factor}")
 
 
 def utc_offsets(timezones: pl.Series, day: date) -> pl.DataFrame:
@@ -132,6 +139,7 @@ class PlanSummary:
     allocator_budget: float
     epsilon: float
     expected_spend: float
+    cost_factor: float
     expected_margin: float | None
     expected_incremental_conversions: float | None
     allocation_objective: float | None
@@ -151,7 +159,7 @@ PLAN_SUMMARY_SCHEMA = {
     "decision_date": pl.Date, "policy_version": pl.Utf8, "model_version": pl.Utf8, "users": pl.Int64,
     "actions": pl.Int64, "holdout_users": pl.Int64, "capped_users": pl.Int64, "sends": pl.Int64,
     "exploration_sends": pl.Int64, "budget": pl.Float64, "allocator_budget": pl.Float64, "epsilon": pl.Float64,
-    "expected_spend": pl.Float64, "expected_margin": pl.Float64, "expected_incremental_conversions": pl.Float64,
+    "expected_spend": pl.Float64, "cost_factor": pl.Float64, "expected_margin": pl.Float64, "expected_incremental_conversions": pl.Float64,
     "allocation_objective": pl.Float64, "lp_bound": pl.Float64, "lp_bound_method": pl.Utf8,
     "optimality_gap": pl.Float64, "lambda_budget": pl.Float64, "solve_seconds": pl.Float64, "bound_seconds": pl.Float64,
 }
@@ -295,6 +303,8 @@ def plan_day(
     """
     rng = np.random.default_rng([cfg.seed, day.toordinal()])
     frame = (scored if presorted else scored.sort(ACTION_ORDER)).with_row_index("action_idx")
+    if cfg.cost_factor != 1.0:  # the budget, the reserve, exploration and the log all see the corrected cost
+        frame = frame.with_columns(pl.col("expected_cost") * cfg.cost_factor)
     users = frame.group_by("user_id", maintain_order=True).agg(
         pl.col("action_idx").first().alias("first"), pl.len().alias("n_actions")
     )
@@ -445,6 +455,7 @@ def _summarize(
         allocator_budget=float(allocation.budget) if trained else 0.0,
         epsilon=float(epsilon),
         expected_spend=float(sends["expected_cost"].sum() or 0.0),
+        cost_factor=float(cfg.cost_factor),
         expected_margin=total("expected_margin"),
         expected_incremental_conversions=total("expected_uplift"),
         allocation_objective=allocation.objective if trained else None,

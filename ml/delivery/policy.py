@@ -1,5 +1,5 @@
 """The logging policy around the allocator: a stable global holdout, ε-greedy exploration with exact
-propensities, and campaign budget pacing.
+propensities, campaign budget pacing, and the correction of predicted spend by realized spend.
 
 Why: every decision is logged with the probability that the logging policy chose it, so any later policy
 can be evaluated offline (ml/delivery/ope.py). That only works when the probability is exact and the
@@ -223,3 +223,30 @@ def pace_budget(
     if total == 0:
         return remaining if day == end else 0.0
     return float(remaining * left_weights[0] / total)
+
+
+# Bounds on the spend correction: a safety net against a broken feedback feed, not the usual range.
+COST_FACTOR_BOUNDS = (0.5, 2.0)
+
+
+def spend_correction(predicted: float, realized: float, variance: float, prior: float, sds: float = 1.0) -> float:
+    """The factor to multiply predicted offer costs by so that planned spend matches what sends realize.
+
+    Why: the budget is spent on the model's predicted cost, and the sends a plan picks are the ones the
+    model rates highest, so their predictions are biased up (the winner's curse: on the closed loop the
+    champion's sends realized well under their predicted conversions) and the plan under-spends the
+    budget. The ratio realized / predicted of recent sends whose outcome window has closed corrects the
+    level. Realized spend is a sum of a few large redemptions, so the estimate is held to the safe side:
+    `prior` is pseudo-evidence at ratio 1 (money of predicted cost), `variance` that of the realized sum
+    (under the model, sum of cost^2 p (1 - p)), and the factor is the ratio's upper bound at `sds` standard
+    deviations (spending less than the budget is the lesser error), clipped to COST_FACTOR_BOUNDS.
+    """
+    if min(predicted, realized, variance, prior, sds) < 0:
+        raise ValueError(
+            f"predicted ({predicted}), realized ({realized}), variance ({variance}), prior ({prior}) and sds ({sds}) "
+            "must be >= 0"
+        )
+    if predicted + prior == 0:
+        return 1.0
+    low, high = COST_FACTOR_BOUNDS
+    return float(np.clip((realized + prior + sds * np.sqrt(variance)) / (predicted + prior), low, high))

@@ -6,6 +6,7 @@ decision logic lives in `ml.delivery.planner`; this module reads and writes tabl
 
 import logging
 import os
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ml.delivery.planner import (
     plan_day,
     prior_scores,
 )
-from ml.delivery.policy import pace_budget
+from ml.delivery.policy import pace_budget, spend_correction
 from orchestration.dbt import dbt_build, manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
@@ -43,7 +44,12 @@ class PlanSettings(dg.Config):
     `budget` is the daily budget. A campaign (`campaign_budget` with `campaign_start` and `campaign_end`,
     ISO dates) replaces it: each day gets its share of what is left of the campaign over the days left
     (`ml.delivery.policy.pace_budget`, optional Monday-first `weekday_weights`), so under-spend carries
-    forward; outside the campaign's dates the budget is 0."""
+    forward; outside the campaign's dates the budget is 0.
+
+    `spend_correction_days`: predicted offer costs are corrected by realized over predicted spend of the
+    serving model's sends of that many earlier days whose outcome window has closed (0 = off; see
+    `ml.delivery.policy.spend_correction`: one day's budget as the prior's weight, the ratio's upper bound
+    at `spend_correction_sds` standard deviations)."""
 
     budget: float = 300.0
     epsilon: float = 0.1
@@ -55,6 +61,8 @@ class PlanSettings(dg.Config):
     campaign_start: str | None = None
     campaign_end: str | None = None
     weekday_weights: list[float] | None = None
+    spend_correction_days: int = 7
+    spend_correction_sds: float = 1.0
 
     def campaign(self) -> tuple[float, date, date] | None:
         if self.campaign_budget is None:
@@ -63,9 +71,10 @@ class PlanSettings(dg.Config):
             raise ValueError("a campaign_budget needs campaign_start and campaign_end (ISO dates, e.g. 2026-11-01)")
         return self.campaign_budget, date.fromisoformat(self.campaign_start), date.fromisoformat(self.campaign_end)
 
-    def plan_config(self, budget: float | None = None) -> PlanConfig:
+    def plan_config(self, budget: float | None = None, cost_factor: float = 1.0) -> PlanConfig:
         return PlanConfig(
             budget=self.budget if budget is None else budget,
+            cost_factor=cost_factor,
             epsilon=self.epsilon,
             holdout_share=self.holdout_share,
             cap_per_7d=self.cap_per_7d,
@@ -107,6 +116,59 @@ def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date
             [start, day],
         ).fetchall()[0][0]
     return pace_budget(total, start, end, day, float(spent), settings.weekday_weights)
+
+
+# Predicted against realized offer cost of one model's sends of a span of days whose outcome window has
+# closed. Predicted is the model's own p_convert_send (delivery.scores), not the logged cost, which an
+# earlier correction already scaled; realized counts the coupons redeemed (attributed conversions); the
+# variance is the realized sum's under the model's probabilities.
+RECENT_SPEND_SQL = """
+select coalesce(sum(s.p_convert_send * s.o_depth * s.p_price), 0) as predicted,
+       coalesce(sum(s.o_depth * s.p_price) filter (where o.label_attributed_convert), 0) as realized,
+       coalesce(sum(pow(s.o_depth * s.p_price, 2) * s.p_convert_send * (1 - s.p_convert_send)), 0) as variance,
+       count(*) as sends
+from delivery.decisions d
+join delivery.scores s
+  on s.user_id = d.user_id and s.product_id = d.product_id and s.offer_id = d.offer_id
+ and s.channel = d.channel and s.send_at = d.send_at and s.model_version = d.model_version
+join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
+where d.action = 'send' and d.model_version = ? and o.window_closed
+  and d.decision_date >= ? and d.decision_date < ?
+"""
+
+
+@dataclass(frozen=True)
+class RecentSpend:
+    """Offer cost of one model's recent sends whose outcome is known (RECENT_SPEND_SQL)."""
+
+    predicted: float = 0.0
+    realized: float = 0.0
+    variance: float = 0.0
+    sends: int = 0
+
+
+def recent_spend(con: duckdb.DuckDBPyConnection, day: date, days: int, model_version: str) -> RecentSpend:
+    """`model_version`'s sends of the `days` days before `day`. Only the serving model's own: the bias being
+    corrected is its own (a retrained model with less variance picks less over-predicted sends). Nothing
+    before its first send's window closes, or for the cold-start policy ("none"), which budgets on a prior."""
+    needed = (("delivery", "decisions"), ("delivery", "scores"), ("marts", "fct_delivery_outcomes"))
+    if days < 1 or model_version == "none" or not all(table_exists(con, s, t) for s, t in needed):
+        return RecentSpend()
+    row = con.execute(RECENT_SPEND_SQL, [model_version, day - timedelta(days=days), day]).fetchall()[0]
+    return RecentSpend(float(row[0]), float(row[1]), float(row[2]), int(row[3]))
+
+
+def day_plan_config(
+    con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date, model_version: str
+) -> tuple[PlanConfig, RecentSpend]:
+    """The day's PlanConfig (its budget, its cost correction for `model_version`'s scores) and the evidence
+    the correction came from."""
+    if settings.spend_correction_days < 0:
+        raise ValueError(f"spend_correction_days must be >= 0, got {settings.spend_correction_days}")
+    budget = day_budget(con, settings, day)
+    spend = recent_spend(con, day, settings.spend_correction_days, model_version)
+    factor = spend_correction(spend.predicted, spend.realized, spend.variance, budget, settings.spend_correction_sds)
+    return settings.plan_config(budget, factor), spend
 
 
 @dbt_assets(
@@ -300,20 +362,20 @@ def with_candidate_reasons(con: duckdb.DuckDBPyConnection, decisions: pl.DataFra
 def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: PlanSettings) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
     with promo.connect() as con:
-        cfg = config.plan_config(day_budget(con, config, day))
+        versions = con.execute(
+            "select distinct model_version from delivery.scores where decision_date = ?", [day]
+        ).fetchall()
+        model_version = versions[0][0] if versions else "none"
+        cfg, spend = day_plan_config(con, config, day, model_version)
         scored = con.sql(
             f"select {', '.join(PLAN_COLUMNS)} from delivery.scores where decision_date = DATE '{day}' "
             f"order by {', '.join(ACTION_ORDER)}"
         ).pl()
-        versions = con.execute(
-            "select distinct model_version from delivery.scores where decision_date = ?", [day]
-        ).fetchall()
         recent = con.sql(
             f"""select user_id, count(*)::int as n_sends from delivery.decisions
                 where action = 'send' and decision_date between DATE '{day - timedelta(days=6)}' and DATE '{day - timedelta(days=1)}'
                 group by user_id"""
         ).pl()
-        model_version = versions[0][0] if versions else "none"
         plan = plan_day(scored, day, cfg, model_version, recent, presorted=True) if scored.height else empty_plan(day, cfg)
         del scored
         decisions = with_candidate_reasons(con, plan.decisions, day)
@@ -325,7 +387,9 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
     gap = "n/a" if summary.optimality_gap is None else f"{100 * summary.optimality_gap:.4f} %"
     context.log.info(
         f"{day}: {summary.sends} sends of {summary.users} decisions, expected cost {summary.expected_spend:.2f} "
-        f"of {cfg.budget:.2f}, optimality gap {gap} ({summary.lp_bound_method})"
+        f"of {cfg.budget:.2f} (predicted costs x {cfg.cost_factor:.3f}: realized {spend.realized:.2f} of "
+        f"{spend.predicted:.2f} predicted on {spend.sends} closed sends), "
+        f"optimality gap {gap} ({summary.lp_bound_method})"
     )
     return dg.MaterializeResult(
         metadata={
@@ -336,6 +400,11 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
             "exploration": int(plan.decisions["is_exploration"].sum()),
             "expected_spend": round(summary.expected_spend, 2),
             "budget": round(cfg.budget, 2),
+            "cost_factor": round(cfg.cost_factor, 4),
+            "spend_correction_evidence": dg.MetadataValue.json(
+                {"predicted": round(spend.predicted, 2), "realized": round(spend.realized, 2),
+                 "sd": round(spend.variance**0.5, 2), "sends": spend.sends}
+            ),
             "expected_incremental_margin": _rounded(summary.expected_margin),
             "expected_incremental_conversions": _rounded(summary.expected_incremental_conversions),
             "optimality_gap_percent": _rounded(None if summary.optimality_gap is None else 100 * summary.optimality_gap, 6),
