@@ -78,8 +78,8 @@ def _warehouse(rows: list[dict]) -> duckdb.DuckDBPyConnection:
         con.execute(f"create schema {schema}")
     con.execute(f"create table delivery.decisions as select decision_id, decision_date, {keys}, action, model_version from frame")
     con.execute(
-        f"create table delivery.scores as select {keys}, score_version as model_version, p_convert_send, o_depth,"
-        " p_price from frame"
+        f"create table delivery.scores as select decision_date, {keys}, score_version as model_version,"
+        " p_convert_send, o_depth, p_price from frame"
     )
     con.execute(
         "create table marts.fct_delivery_outcomes as select decision_id, label_attributed_convert, window_closed from frame"
