@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 
 from orchestration.settings import PromoPaths
-from orchestration.warehouse import table_exists
+from orchestration.warehouse import SERVED_JOIN, served_tables_exist, table_exists
 
 DAILY_SQL = """
 select d.decision_date as day,
@@ -55,18 +55,14 @@ group by 1, 2 order by 1, 2
 # the logged action, by arm. Explored sends are uniform draws, so their ratio is the model's calibration on
 # the served days (drift); planned sends and "nothing" rows (logged with the action the plan valued most)
 # are chosen by the model's own scores, so their ratio adds the winner's curse of picking its maxima.
-CALIBRATION_SQL = """
+CALIBRATION_SQL = f"""
 with served as (
     select case when d.action = 'send' and d.is_exploration then 'explored send'
                 when d.action = 'send' then 'planned send' else 'nothing' end as arm,
            case when d.action = 'send' then s.p_convert_send else s.p_convert_none end as predicted,
            o.label_convert
-    from delivery.decisions d
-    join delivery.scores s
-      on s.user_id = d.user_id and s.product_id = d.product_id and s.offer_id = d.offer_id
-     and s.channel = d.channel and s.send_at = d.send_at and s.model_version = d.model_version
-    join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
-    where d.model_version <> 'none' and not d.is_holdout and o.window_closed {and_where}
+    {SERVED_JOIN}
+    where d.model_version <> 'none' and not d.is_holdout and o.window_closed {{and_where}}
 )
 
 select arm,
@@ -82,8 +78,7 @@ group by 1 order by 1
 def serving_calibration(con: duckdb.DuckDBPyConnection, day: date | None = None) -> pl.DataFrame:
     """Predicted vs realized conversions of the champion's decisions whose outcome window has closed, by arm
     (empty before a model served a day to its window's end)."""
-    needed = (("delivery", "decisions"), ("delivery", "scores"), ("marts", "fct_delivery_outcomes"))
-    if not all(table_exists(con, schema, table) for schema, table in needed):
+    if not served_tables_exist(con):
         return pl.DataFrame()
     and_where = f"and d.decision_date = DATE '{day}'" if day else ""
     return con.sql(CALIBRATION_SQL.format(and_where=and_where)).pl()
@@ -96,8 +91,9 @@ def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFra
         daily = con.sql(DAILY_SQL.format(where=where)).pl()
         if table_exists(con, "delivery", "plans"):  # warehouses planned before delivery.plans existed have only the decisions
             columns = {row[0] for row in con.execute("describe delivery.plans").fetchall()}
-            # Days planned before the spend correction existed were planned on the model's costs: factor 1.
-            factor = "cost_factor" if "cost_factor" in columns else "1.0"
+            # Days planned before the spend correction existed (no column, or null where a later day added
+            # it) were planned on the model's own costs: factor 1.
+            factor = "coalesce(cost_factor, 1.0)" if "cost_factor" in columns else "1.0"
             plans = con.sql(
                 PLANS_SQL.format(where=where.replace("d.decision_date", "decision_date"), cost_factor=factor)
             ).pl()

@@ -72,6 +72,24 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
     )
 
 
+# Each logged decision with the deciding model's score of the same action on the same day (d, s) and its
+# outcome (o): what the report's serving calibration and the plan's spend correction read. Matching the day
+# too reads only those days of delivery.scores (millions of rows a day at scale).
+SERVED_TABLES = (("delivery", "decisions"), ("delivery", "scores"), ("marts", "fct_delivery_outcomes"))
+SERVED_JOIN = """
+from delivery.decisions d
+join delivery.scores s
+  on s.user_id = d.user_id and s.product_id = d.product_id and s.offer_id = d.offer_id
+ and s.channel = d.channel and s.send_at = d.send_at and s.model_version = d.model_version
+ and s.decision_date = d.decision_date
+join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
+"""
+
+
+def served_tables_exist(con: duckdb.DuckDBPyConnection) -> bool:
+    return all(table_exists(con, schema, name) for schema, name in SERVED_TABLES)
+
+
 def _lookup(con: duckdb.DuckDBPyConnection, sql: str) -> callable:
     """A function Series -> bool Series answering `sql` (with `{values}` as a one-column relation `v`)."""
 

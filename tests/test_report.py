@@ -38,8 +38,8 @@ def _warehouse(rows: list[dict]) -> duckdb.DuckDBPyConnection:
         " is_exploration, model_version from frame"
     )
     con.execute(
-        f"create table delivery.scores as select {keys}, score_version as model_version, p_convert_send,"
-        " p_convert_none from frame"
+        f"create table delivery.scores as select decision_date, {keys}, score_version as model_version,"
+        " p_convert_send, p_convert_none from frame"
     )
     con.execute("create table marts.fct_delivery_outcomes as select decision_id, label_convert, window_closed from frame")
     return con
@@ -77,3 +77,38 @@ def test_serving_calibration_is_empty_before_there_are_outcomes() -> None:
     con.execute("create schema delivery")
     con.execute("create table delivery.decisions (decision_id varchar)")
     assert serving_calibration(con).is_empty()
+
+
+def test_daily_report_shows_factor_one_for_days_planned_before_the_spend_correction(tmp_path) -> None:
+    from orchestration.report import daily_report
+    from orchestration.settings import PromoPaths
+
+    paths = PromoPaths(tmp_path)
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(paths.warehouse))
+    for schema in ("delivery", "raw"):
+        con.execute(f"create schema {schema}")
+    con.execute(
+        """create table delivery.decisions as select * from (values
+           (DATE '2026-11-26', 'send', false, false, 'push', 'o1', 2.0, 1.0, 'p', 'm:1'),
+           (DATE '2026-11-27', 'send', false, false, 'push', 'o1', 1.5, 1.0, 'p', 'm:1'))
+           t(decision_date, action, is_holdout, is_exploration, channel, offer_id, expected_cost, expected_margin,
+             policy_version, model_version)"""
+    )
+    con.execute("create table raw.offers as select 'o1' as offer_id, 'percent_off' as offer_type")
+    # A warehouse from before the correction: delivery.plans without the column ...
+    con.execute(
+        """create table delivery.plans as select DATE '2026-11-26' as decision_date, 300.0 as budget,
+           150.0 as allocator_budget, 2.0 as lambda_budget, 1.0 as expected_incremental_conversions,
+           0.001 as optimality_gap, 'highs_lp' as lp_bound_method"""
+    )
+    con.close()
+    assert daily_report(paths)[0]["cost_factor"].to_list() == [1.0, None]  # 11-27 has no plan row
+    # ... then a day planned by this code adds it, and the earlier day's row holds null.
+    con = duckdb.connect(str(paths.warehouse))
+    con.execute("alter table delivery.plans add column cost_factor DOUBLE")
+    con.execute(
+        "insert into delivery.plans values (DATE '2026-11-27', 300.0, 160.0, 2.0, 1.0, 0.001, 'highs_lp', 0.85)"
+    )
+    con.close()
+    assert daily_report(paths)[0].sort("day")["cost_factor"].to_list() == [1.0, 0.85]

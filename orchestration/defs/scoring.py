@@ -31,7 +31,7 @@ from orchestration.dbt import dbt_build, manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
-from orchestration.warehouse import table_exists
+from orchestration.warehouse import SERVED_JOIN, served_tables_exist, table_exists
 
 DECISIONS_KEY = dg.AssetKey(["delivery", "decision_log"])
 GENERATOR_NAME = "copy_generator"
@@ -121,19 +121,13 @@ def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date
 # Predicted against realized offer cost of one model's sends of a span of days whose outcome window has
 # closed. Predicted is the model's own p_convert_send (delivery.scores), not the logged cost, which an
 # earlier correction already scaled; realized counts the coupons redeemed (attributed conversions); the
-# variance is the realized sum's under the model's probabilities. Scores are matched on their day too, so
-# only the window's days of delivery.scores (millions of rows a day at scale) are read.
-RECENT_SPEND_SQL = """
+# variance is the realized sum's under the model's probabilities.
+RECENT_SPEND_SQL = f"""
 select coalesce(sum(s.p_convert_send * s.o_depth * s.p_price), 0) as predicted,
        coalesce(sum(s.o_depth * s.p_price) filter (where o.label_attributed_convert), 0) as realized,
        coalesce(sum(pow(s.o_depth * s.p_price, 2) * s.p_convert_send * (1 - s.p_convert_send)), 0) as variance,
        count(*) as sends
-from delivery.decisions d
-join delivery.scores s
-  on s.user_id = d.user_id and s.product_id = d.product_id and s.offer_id = d.offer_id
- and s.channel = d.channel and s.send_at = d.send_at and s.model_version = d.model_version
- and s.decision_date = d.decision_date
-join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
+{SERVED_JOIN}
 where d.action = 'send' and d.model_version = ? and o.window_closed
   and d.decision_date >= ? and d.decision_date < ?
 """
@@ -153,8 +147,7 @@ def recent_spend(con: duckdb.DuckDBPyConnection, day: date, days: int, model_ver
     """`model_version`'s sends of the `days` days before `day`. Only the serving model's own: the bias being
     corrected is its own (a retrained model with less variance picks less over-predicted sends). Nothing
     before its first send's window closes, or for the cold-start policy ("none"), which budgets on a prior."""
-    needed = (("delivery", "decisions"), ("delivery", "scores"), ("marts", "fct_delivery_outcomes"))
-    if days < 1 or model_version == "none" or not all(table_exists(con, s, t) for s, t in needed):
+    if days < 1 or model_version == "none" or not served_tables_exist(con):
         return RecentSpend()
     row = con.execute(RECENT_SPEND_SQL, [model_version, day - timedelta(days=days), day]).fetchall()[0]
     return RecentSpend(float(row[0]), float(row[1]), float(row[2]), int(row[3]))
