@@ -9,7 +9,9 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
+from scipy.stats import chi2
 
 from orchestration.settings import PromoPaths
 from orchestration.warehouse import SERVED_JOIN, served_tables_exist, table_exists
@@ -55,36 +57,71 @@ group by 1, 2 order by 1, 2
 # the logged action, by arm. Explored sends are uniform draws, so their ratio is the model's calibration on
 # the served days (drift); planned sends and "nothing" rows (logged with the action the plan valued most)
 # are chosen by the model's own scores, so their ratio adds the winner's curse of picking its maxima.
+# By offer type (sends only): a bias of one kind of offer, which one overall ratio averages away, and which
+# a spend correction of the whole budget cannot undo (the planner keeps favouring the over-predicted kind).
 CALIBRATION_SQL = f"""
 with served as (
     select case when d.action = 'send' and d.is_exploration then 'explored send'
                 when d.action = 'send' then 'planned send' else 'nothing' end as arm,
+           {{offer_type}}
            case when d.action = 'send' then s.p_convert_send else s.p_convert_none end as predicted,
            o.label_convert
     {SERVED_JOIN}
+    {{offers_join}}
     where d.model_version <> 'none' and not d.is_holdout and o.window_closed {{and_where}}
 )
 
-select arm,
+select {{group}},
        count(*) as decisions,
-       round(sum(predicted), 2) as predicted_conversions,
-       count(*) filter (where label_convert) as conversions,
-       round(count(*) filter (where label_convert) / nullif(sum(predicted), 0), 3) as realized_over_predicted
+       sum(predicted) as predicted_conversions,
+       count(*) filter (where label_convert) as conversions
 from served
-group by 1 order by 1
+group by all order by all
 """
 
 
-def serving_calibration(con: duckdb.DuckDBPyConnection, day: date | None = None) -> pl.DataFrame:
+def ratio_interval(conversions: np.ndarray, predicted: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Garwood) Poisson interval of realized / predicted: the count's interval over the predicted sum.
+
+    A served arm's conversions are a sum of independent Bernoulli draws, less variable than a Poisson count
+    of the same mean, so the interval is a little wide, never too narrow; with the handful of conversions a
+    segment has, a normal approximation would be."""
+    alpha = 1.0 - level
+    c = np.asarray(conversions, dtype=np.float64)
+    expected = np.where(np.asarray(predicted, dtype=np.float64) > 0, predicted, np.nan)  # nothing predicted: no ratio
+    low = np.where(c > 0, chi2.ppf(alpha / 2, 2 * c) / 2, 0.0)
+    high = chi2.ppf(1 - alpha / 2, 2 * c + 2) / 2
+    return low / expected, high / expected
+
+
+def serving_calibration(con: duckdb.DuckDBPyConnection, day: date | None = None, by_offer_type: bool = False) -> pl.DataFrame:
     """Predicted vs realized conversions of the champion's decisions whose outcome window has closed, by arm
-    (empty before a model served a day to its window's end)."""
-    if not served_tables_exist(con):
+    (with `by_offer_type`: its sends by offer type and arm), with the ratio's 95 % interval (empty before a
+    model served a day to its window's end)."""
+    if not served_tables_exist(con) or (by_offer_type and not table_exists(con, "raw", "offers")):
         return pl.DataFrame()
     and_where = f"and d.decision_date = DATE '{day}'" if day else ""
-    return con.sql(CALIBRATION_SQL.format(and_where=and_where)).pl()
+    parts = {"group": "arm", "offer_type": "", "offers_join": ""}
+    if by_offer_type:
+        and_where += " and d.action = 'send'"
+        parts = {"group": "offer_type, arm", "offer_type": "offers.offer_type,",
+                 "offers_join": "left join raw.offers offers on offers.offer_id = d.offer_id"}
+    frame = con.sql(CALIBRATION_SQL.format(and_where=and_where, **parts)).pl()
+    if frame.is_empty():
+        return frame
+    predicted, conversions = frame["predicted_conversions"].to_numpy(), frame["conversions"].to_numpy()
+    low, high = ratio_interval(conversions, predicted)
+    ratio = conversions / np.where(predicted > 0, predicted, np.nan)
+    return frame.with_columns(
+        pl.col("predicted_conversions").round(2),
+        *(pl.Series(name, np.round(v, 3)).fill_nan(None) for name, v in
+          (("realized_over_predicted", ratio), ("ratio_low", low), ("ratio_high", high))),
+    )
 
 
-def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def daily_report(
+    paths: PromoPaths, day: date | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     where = f"where d.decision_date = DATE '{day}'" if day else ""
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
@@ -100,9 +137,10 @@ def daily_report(paths: PromoPaths, day: date | None = None) -> tuple[pl.DataFra
             daily = daily.join(plans, on="day", how="left")
         offers = con.sql(OFFER_SQL.format(and_where=f"and d.decision_date = DATE '{day}'" if day else "")).pl()
         calibration = serving_calibration(con, day)
+        calibration_by_offer = serving_calibration(con, day, by_offer_type=True)
     finally:
         con.close()
-    return daily, offers, calibration
+    return daily, offers, calibration, calibration_by_offer
 
 
 def pacing_plot(daily: pl.DataFrame, budget: float | None, path: Path) -> Path:
@@ -133,7 +171,7 @@ def print_daily_report(paths: PromoPaths, day: date | None = None, budget: float
     if not paths.warehouse.exists():
         print(f"no warehouse at {paths.warehouse}: run `promoloop demo` or the Dagster jobs first")
         return 1
-    daily, offers, calibration = daily_report(paths, day)
+    daily, offers, calibration, calibration_by_offer = daily_report(paths, day)
     if daily.is_empty():
         print("no plans yet: the daily scoring job has not run")
         return 1
@@ -143,6 +181,8 @@ def print_daily_report(paths: PromoPaths, day: date | None = None, budget: float
         if not calibration.is_empty():
             print("serving model's calibration (decisions whose outcome window has closed):")
             print(calibration)
+            print("its sends by offer type (95 % interval of the ratio):")
+            print(calibration_by_offer)
     plot = pacing_plot(daily, budget, paths.reports / "spend_pacing.png")
     print(f"spend pacing plot: {plot}")
     return 0

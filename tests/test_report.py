@@ -1,15 +1,16 @@
 """`promoloop report`'s serving calibration: predicted against realized conversions of the champion's
-decisions, by arm, only where the outcome is known and the scores are the deciding model's."""
+decisions, by arm and by offer type, only where the outcome is known and the scores are the deciding model's."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
-from orchestration.report import serving_calibration
+from orchestration.report import ratio_interval, serving_calibration
 
 DAY = date(2026, 11, 26)
 SEND_AT = datetime(2026, 11, 26, 12)
@@ -21,12 +22,12 @@ def _warehouse(rows: list[dict]) -> duckdb.DuckDBPyConnection:
     defaults = {
         "decision_date": DAY, "action": "send", "is_holdout": False, "is_exploration": False, "model_version": "m:1",
         "score_version": "m:1", "p_convert_send": 0.1, "p_convert_none": 0.02, "label_convert": False,
-        "window_closed": True,
+        "window_closed": True, "offer_id": "o1",
     }
     frame = pl.DataFrame(
         [{**defaults, **row, "decision_id": f"d{i}", "user_id": f"u{i}"} for i, row in enumerate(rows)]
     ).with_columns(
-        pl.lit("p1").alias("product_id"), pl.lit("o1").alias("offer_id"), pl.lit("push").alias("channel"),
+        pl.lit("p1").alias("product_id"), pl.lit("push").alias("channel"),
         pl.lit(SEND_AT).alias("send_at"),
     )
     keys = "user_id, product_id, offer_id, channel, send_at"
@@ -42,6 +43,12 @@ def _warehouse(rows: list[dict]) -> duckdb.DuckDBPyConnection:
         " p_convert_send, p_convert_none from frame"
     )
     con.execute("create table marts.fct_delivery_outcomes as select decision_id, label_convert, window_closed from frame")
+    return con
+
+
+def _with_offers(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    con.execute("create schema raw")
+    con.execute("create table raw.offers as select * from (values ('o1', 'free_shipping'), ('o2', 'percent_off')) t(offer_id, offer_type)")
     return con
 
 
@@ -112,3 +119,34 @@ def test_daily_report_shows_factor_one_for_days_planned_before_the_spend_correct
     )
     con.close()
     assert daily_report(paths)[0].sort("day")["cost_factor"].to_list() == [1.0, 0.85]
+
+
+def test_serving_calibration_by_offer_type_counts_sends_with_an_exact_interval() -> None:
+    con = _with_offers(_warehouse(
+        [
+            {"offer_id": "o1", "p_convert_send": 0.5, "label_convert": True},
+            {"offer_id": "o1", "p_convert_send": 0.5, "label_convert": True},
+            {"offer_id": "o1", "p_convert_send": 0.5, "label_convert": True},
+            {"offer_id": "o1", "p_convert_send": 0.5},  # 3 conversions of 2 predicted
+            {"offer_id": "o2", "is_exploration": True, "p_convert_send": 0.4},  # none of 0.4
+            {"offer_id": "o2", "action": "none", "label_convert": True},  # not a send: not in this table
+            {"offer_id": "o2", "window_closed": False, "label_convert": True},
+        ]
+    ))
+    rows = {(r["offer_type"], r["arm"]): r for r in serving_calibration(con, by_offer_type=True).iter_rows(named=True)}
+    assert set(rows) == {("free_shipping", "planned send"), ("percent_off", "explored send")}
+    free = rows[("free_shipping", "planned send")]
+    assert (free["decisions"], free["conversions"], free["predicted_conversions"]) == (4, 3, 2.0)
+    # Garwood's 95 % interval of a count of 3 is [0.619, 8.767]; over 2 predicted conversions:
+    assert free["realized_over_predicted"] == pytest.approx(1.5)
+    assert (free["ratio_low"], free["ratio_high"]) == (pytest.approx(0.309, abs=1e-3), pytest.approx(4.384, abs=1e-3))
+    none_seen = rows[("percent_off", "explored send")]
+    assert none_seen["ratio_low"] == 0.0 and none_seen["ratio_high"] == pytest.approx(3.689 / 0.4, abs=1e-2)
+    # The overall table needs no offers table; the one by offer type is empty without it.
+    assert serving_calibration(_warehouse([{"label_convert": True}]), by_offer_type=True).is_empty()
+
+
+def test_ratio_interval_has_no_ratio_where_nothing_was_predicted() -> None:
+    low, high = ratio_interval(np.array([0, 2]), np.array([0.0, 1.0]))
+    assert np.isnan(low[0]) and np.isnan(high[0])
+    assert low[1] == pytest.approx(0.2422, abs=1e-4) and high[1] == pytest.approx(7.2247, abs=1e-4)
