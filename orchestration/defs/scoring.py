@@ -166,6 +166,36 @@ def day_plan_config(
     return settings.plan_config(budget, factor), spend
 
 
+@dataclass
+class PlanInputs:
+    """What `plan_day` is given for a day: its config, the scored actions (PLAN_COLUMNS, in ACTION_ORDER),
+    each user's sends of the 6 days before (the frequency cap's week) and the spend correction's evidence."""
+
+    config: PlanConfig
+    spend: RecentSpend
+    model_version: str
+    scored: pl.DataFrame
+    recent_sends: pl.DataFrame
+
+
+def plan_inputs(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date) -> PlanInputs:
+    """The day's plan inputs from the warehouse (`promo_plan`; bench/closed_loop_pacing.py re-plans a served
+    day from them)."""
+    versions = con.execute("select distinct model_version from delivery.scores where decision_date = ?", [day]).fetchall()
+    model_version = versions[0][0] if versions else "none"
+    cfg, spend = day_plan_config(con, settings, day, model_version)
+    scored = con.sql(
+        f"select {', '.join(PLAN_COLUMNS)} from delivery.scores where decision_date = DATE '{day}' "
+        f"order by {', '.join(ACTION_ORDER)}"
+    ).pl()
+    recent = con.sql(
+        f"""select user_id, count(*)::int as n_sends from delivery.decisions
+            where action = 'send' and decision_date between DATE '{day - timedelta(days=6)}' and DATE '{day - timedelta(days=1)}'
+            group by user_id"""
+    ).pl()
+    return PlanInputs(cfg, spend, model_version, scored, recent)
+
+
 @dbt_assets(
     manifest=manifest_path(),
     select=CANDIDATES_MODEL,
@@ -357,22 +387,11 @@ def with_candidate_reasons(con: duckdb.DuckDBPyConnection, decisions: pl.DataFra
 def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: PlanSettings) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
     with promo.connect() as con:
-        versions = con.execute(
-            "select distinct model_version from delivery.scores where decision_date = ?", [day]
-        ).fetchall()
-        model_version = versions[0][0] if versions else "none"
-        cfg, spend = day_plan_config(con, config, day, model_version)
-        scored = con.sql(
-            f"select {', '.join(PLAN_COLUMNS)} from delivery.scores where decision_date = DATE '{day}' "
-            f"order by {', '.join(ACTION_ORDER)}"
-        ).pl()
-        recent = con.sql(
-            f"""select user_id, count(*)::int as n_sends from delivery.decisions
-                where action = 'send' and decision_date between DATE '{day - timedelta(days=6)}' and DATE '{day - timedelta(days=1)}'
-                group by user_id"""
-        ).pl()
-        plan = plan_day(scored, day, cfg, model_version, recent, presorted=True) if scored.height else empty_plan(day, cfg)
-        del scored
+        inputs = plan_inputs(con, config, day)
+        cfg, spend, model_version = inputs.config, inputs.spend, inputs.model_version
+        plan = (plan_day(inputs.scored, day, cfg, model_version, inputs.recent_sends, presorted=True)
+                if inputs.scored.height else empty_plan(day, cfg))
+        del inputs
         decisions = with_candidate_reasons(con, plan.decisions, day)
         _replace_day(con, "delivery.decisions", day, decisions, "decision_date")
         _replace_day(con, "delivery.plans", day, plan.summary.as_frame(), "decision_date")
