@@ -72,6 +72,13 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
     )
 
 
+def columns_of(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> set[str]:
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?", [schema, name]
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 # Each logged decision with the deciding model's score of the same action on the same day (d, s) and its
 # outcome (o): what the report's serving calibration and the plan's spend correction read. Matching the day
 # too reads only those days of delivery.scores (millions of rows a day at scale).

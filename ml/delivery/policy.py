@@ -250,3 +250,27 @@ def spend_correction(predicted: float, realized: float, variance: float, prior: 
         return 1.0
     low, high = COST_FACTOR_BOUNDS
     return float(np.clip((realized + prior + sds * np.sqrt(variance)) / (predicted + prior), low, high))
+
+
+MIN_DELAYS = 30  # redemptions needed to estimate how late they come; fewer: only closed windows count
+
+
+def observed_share(
+    delays_hours: np.ndarray, observed_hours: np.ndarray, closed: np.ndarray, min_delays: int = MIN_DELAYS
+) -> np.ndarray:
+    """For each send, the share of its expected redemptions already seen: 1 where its window has closed;
+    where it is open, the share of closed windows' redemptions (`delays_hours`, send to redemption) that
+    came within the hours it has been observed (a delayed-feedback correction, as ad systems pace on
+    conversions still arriving).
+
+    Why: a 48-hour window keeps a new champion's first two days of sends out of the spend correction, and
+    those are the days it under-spends most (bench/closed_loop_pacing.py); most coupons are redeemed within
+    hours of the message, so yesterday's sends already say much about the bias. With fewer than `min_delays`
+    redemptions to measure the delay, open windows get 0: only closed ones count."""
+    observed = np.asarray(observed_hours, dtype=np.float64)
+    closed = np.asarray(closed, dtype=bool)
+    delays = np.sort(np.asarray(delays_hours, dtype=np.float64))
+    if len(delays) < min_delays:
+        return closed.astype(np.float64)
+    seen = np.searchsorted(delays, observed, side="right") / len(delays)  # empirical CDF at the observed hours
+    return np.where(closed, 1.0, seen)

@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+import numpy as np
 import polars as pl
 from dagster_dbt import DbtCliResource, dbt_assets
 
@@ -26,12 +27,12 @@ from ml.delivery.planner import (
     plan_day,
     prior_scores,
 )
-from ml.delivery.policy import pace_budget, spend_correction
+from ml.delivery.policy import observed_share, pace_budget, spend_correction
 from orchestration.dbt import dbt_build, manifest_path, translator
 from orchestration.defs.features import CANDIDATES_MODEL
 from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
-from orchestration.warehouse import SERVED_JOIN, served_tables_exist, table_exists
+from orchestration.warehouse import SERVED_JOIN, columns_of, served_tables_exist, table_exists
 
 DECISIONS_KEY = dg.AssetKey(["delivery", "decision_log"])
 GENERATOR_NAME = "copy_generator"
@@ -118,39 +119,64 @@ def day_budget(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date
     return pace_budget(total, start, end, day, float(spent), settings.weekday_weights)
 
 
-# Predicted against realized offer cost of one model's sends of a span of days whose outcome window has
-# closed. Predicted is the model's own p_convert_send (delivery.scores), not the logged cost, which an
-# earlier correction already scaled; realized counts the coupons redeemed (attributed conversions); the
-# variance is the realized sum's under the model's probabilities.
-RECENT_SPEND_SQL = f"""
-select coalesce(sum(s.p_convert_send * s.o_depth * s.p_price), 0) as predicted,
-       coalesce(sum(s.o_depth * s.p_price) filter (where o.label_attributed_convert), 0) as realized,
-       coalesce(sum(pow(s.o_depth * s.p_price, 2) * s.p_convert_send * (1 - s.p_convert_send)), 0) as variance,
-       count(*) as sends
+# One model's sends of a span of days, with what their offer would cost if redeemed, the model's own
+# P(convert | send) (delivery.scores; not the logged cost, which an earlier correction already scaled), whether
+# the coupon was redeemed (an attributed conversion) so far, and how much of the window has been observed.
+RECENT_SENDS_SQL = f"""
+select s.o_depth * s.p_price as offer_cost, s.p_convert_send as p_convert,
+       o.label_attributed_convert as redeemed, o.window_closed, {{observed_hours}} as observed_hours
 {SERVED_JOIN}
-where d.action = 'send' and d.model_version = ? and o.window_closed
+where d.action = 'send' and d.model_version = ? and d.decision_date >= ? and d.decision_date < ?
+"""
+
+# How late coupons are redeemed: hours from send to redemption of the closed windows' sends of any model
+# (a property of the shop's customers, not of the model) in the span.
+REDEMPTION_DELAYS_SQL = f"""
+select date_diff('second', d.send_at, o.attributed_convert_at) / 3600.0 as delay_hours
+{SERVED_JOIN}
+where d.action = 'send' and o.window_closed and o.attributed_convert_at is not null
   and d.decision_date >= ? and d.decision_date < ?
 """
+DELAY_DAYS = 28  # days of closed windows the redemption delays are read from
 
 
 @dataclass(frozen=True)
 class RecentSpend:
-    """Offer cost of one model's recent sends whose outcome is known (RECENT_SPEND_SQL)."""
+    """Offer cost of one model's recent sends: predicted (scaled by the share of each send's outcome seen so
+    far), realized so far, the realized sum's variance under the model, and the sends counted."""
 
     predicted: float = 0.0
     realized: float = 0.0
     variance: float = 0.0
     sends: int = 0
+    open_sends: int = 0  # of them, sends whose window is still open (counted by their observed share)
 
 
 def recent_spend(con: duckdb.DuckDBPyConnection, day: date, days: int, model_version: str) -> RecentSpend:
     """`model_version`'s sends of the `days` days before `day`. Only the serving model's own: the bias being
-    corrected is its own (a retrained model with less variance picks less over-predicted sends). Nothing
-    before its first send's window closes, or for the cold-start policy ("none"), which budgets on a prior."""
+    corrected is its own (a retrained model with less variance picks less over-predicted sends). A send whose
+    window is open counts by the share of its redemptions expected by now (`observed_share`); nothing for
+    the cold-start policy ("none"), which budgets on a prior."""
     if days < 1 or model_version == "none" or not served_tables_exist(con):
         return RecentSpend()
-    row = con.execute(RECENT_SPEND_SQL, [model_version, day - timedelta(days=days), day]).fetchall()[0]
-    return RecentSpend(float(row[0]), float(row[1]), float(row[2]), int(row[3]))
+    # An outcomes mart built by an earlier version (before its next features run) has no delays: closed only.
+    timed = {"observed_hours", "attributed_convert_at"} <= columns_of(con, "marts", "fct_delivery_outcomes")
+    sql = RECENT_SENDS_SQL.format(observed_hours="o.observed_hours" if timed else "0.0")
+    sends = con.sql(sql, params=[model_version, day - timedelta(days=days), day]).pl()
+    if sends.is_empty():
+        return RecentSpend()
+    delays = (con.sql(REDEMPTION_DELAYS_SQL, params=[day - timedelta(days=DELAY_DAYS), day]).pl()["delay_hours"].to_numpy()
+              if timed else np.zeros(0))
+    share = observed_share(delays, sends["observed_hours"].to_numpy(), sends["window_closed"].to_numpy())
+    cost, p = sends["offer_cost"].to_numpy(), sends["p_convert"].to_numpy() * share  # P(redeemed by now)
+    counted = share > 0
+    return RecentSpend(
+        predicted=float((p * cost).sum()),
+        realized=float((cost * sends["redeemed"].to_numpy())[counted].sum()),
+        variance=float((cost**2 * p * (1 - p)).sum()),
+        sends=int(counted.sum()),
+        open_sends=int((counted & ~sends["window_closed"].to_numpy()).sum()),
+    )
 
 
 def day_plan_config(
@@ -402,7 +428,7 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
     context.log.info(
         f"{day}: {summary.sends} sends of {summary.users} decisions, expected cost {summary.expected_spend:.2f} "
         f"of {cfg.budget:.2f} (predicted costs x {cfg.cost_factor:.3f}: realized {spend.realized:.2f} of "
-        f"{spend.predicted:.2f} predicted on {spend.sends} closed sends), "
+        f"{spend.predicted:.2f} predicted by now on {spend.sends} sends, {spend.open_sends} of them still open), "
         f"optimality gap {gap} ({summary.lp_bound_method})"
     )
     return dg.MaterializeResult(
@@ -417,7 +443,8 @@ def promo_plan(context: dg.AssetExecutionContext, promo: PromoHome, config: Plan
             "cost_factor": round(cfg.cost_factor, 4),
             "spend_correction_evidence": dg.MetadataValue.json(
                 {"predicted": round(spend.predicted, 2), "realized": round(spend.realized, 2),
-                 "sd": round(spend.variance**0.5, 2), "sends": spend.sends}
+                 "sd": round(spend.variance**0.5, 2), "sends": spend.sends,
+                 "open_sends": spend.open_sends}
             ),
             "expected_incremental_margin": _rounded(summary.expected_margin),
             "expected_incremental_conversions": _rounded(summary.expected_incremental_conversions),

@@ -13,6 +13,7 @@ feedback as (
         bool_or(feedback_event = 'opened') as opened,
         bool_or(feedback_event = 'clicked') as clicked,
         bool_or(feedback_event = 'converted') as attributed_convert,
+        min(event_at) filter (where feedback_event = 'converted') as attributed_convert_at,
         coalesce(sum(revenue) filter (where feedback_event = 'converted'), 0) as attributed_revenue
     from {{ ref('stg_feedback') }}
     group by delivery_id
@@ -50,8 +51,12 @@ outcomes as (
         coalesce(purchases.n_purchases, 0) > 0 as label_convert,
         coalesce(purchases.revenue, 0) as label_revenue,
         coalesce(feedback.attributed_convert, false) as label_attributed_convert,
+        feedback.attributed_convert_at,
         decisions.send_at + to_hours({{ var('attribution_hours') }}) as window_closes_at,
-        decisions.send_at + to_hours({{ var('attribution_hours') }}) <= horizon.last_event_at as window_closed
+        decisions.send_at + to_hours({{ var('attribution_hours') }}) <= horizon.last_event_at as window_closed,
+        -- How much of the window the loaded events cover: what a delayed-feedback correction scales by.
+        greatest(0, least({{ var('attribution_hours') }},
+            date_diff('second', decisions.send_at, horizon.last_event_at) / 3600.0)) as observed_hours
     from decisions
     cross join horizon
     left join feedback on feedback.delivery_id = decisions.decision_id

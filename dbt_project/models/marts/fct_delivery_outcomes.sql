@@ -28,7 +28,9 @@ final as (
         outcomes.label_convert,
         outcomes.label_revenue,
         outcomes.label_attributed_convert,
-        outcomes.window_closed
+        outcomes.attributed_convert_at,
+        outcomes.window_closed,
+        outcomes.observed_hours
     from decisions
     inner join outcomes using (decision_id)
 )
