@@ -12,6 +12,9 @@ simulator's truth (`Shop.true_effect`) beside the platform's logged sends and th
     platform / paced   what the platform's pacing kept of what its scores could buy (1: pacing lost nothing)
     paced / oracle     what its scores' ranking reaches with the budget spent right
 
+and how late coupons are redeemed (the share within 6, 12 and 24 hours of the send), which decides how much
+the spend correction learns from windows still open.
+
 Writes bench/results/closed_loop_pacing_share.json (platform / paced over those days; our target, not an
 issue's: >= 0.95). It says which lever, the spend correction or the model, the loop's gap to the oracle is in.
 """
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{scorecard_path}: not found; run `python -m bench.closed_loop --home {home}` first")
 
     from orchestration.defs.scoring import PlanSettings, plan_inputs
+    from orchestration.warehouse import columns_of
     from simulator.policies import with_truth
     from simulator.shop import Shop
 
@@ -100,8 +104,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{day}: platform {value:,.1f} (true cost {cost:.1f}; scorecard {row['scorecard_platform']}), "
                   f"paced {paced['value']:,.1f} (true cost {paced['cost']:.1f}, planned with {paced['planned_budget']:.1f}), "
                   f"oracle {row['oracle']}", flush=True)
+        delays = con.sql(
+            "select date_diff('second', d.send_at, o.attributed_convert_at) / 3600.0 as h from delivery.decisions d "
+            "join marts.fct_delivery_outcomes o using (decision_id) where d.action = 'send' and o.attributed_convert_at is not null"
+        ).pl()["h"] if "attributed_convert_at" in columns_of(con, "marts", "fct_delivery_outcomes") else pl.Series("h", [])
     finally:
         con.close()
+    if len(delays):
+        within = {h: float((delays <= h).mean()) for h in (6, 12, 24)}
+        print("redemptions within 6 / 12 / 24 hours of the send: " + " / ".join(f"{100 * v:.0f} %" for v in within.values())
+              + f" (of {len(delays)})")
+    else:
+        within = {}
     if not rows:
         raise SystemExit(f"{home}: no day was served by a trained champion")
     frame = pl.DataFrame(rows)
@@ -117,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         paced, share, ">= 0.95 (ours, not an issue's: the pacing loses at most 5 % of what the scores can buy)",
         share >= 0.95,
         extra={"home": home.name, "days": rows, "platform": platform, "paced": paced, "oracle": oracle,
-               "paced_over_oracle": paced / oracle if oracle else None},
+               "paced_over_oracle": paced / oracle if oracle else None,
+               "redeemed_within_hours": within, "redemptions": len(delays)},
     )
     return 0
 
