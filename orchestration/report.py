@@ -94,13 +94,20 @@ def ratio_interval(conversions: np.ndarray, predicted: np.ndarray, level: float 
     return low / expected, high / expected
 
 
-def serving_calibration(con: duckdb.DuckDBPyConnection, day: date | None = None, by_offer_type: bool = False) -> pl.DataFrame:
+def serving_calibration(
+    con: duckdb.DuckDBPyConnection, day: date | None = None, by_offer_type: bool = False,
+    model_version: str | None = None, since: date | None = None,
+) -> pl.DataFrame:
     """Predicted vs realized conversions of the champion's decisions whose outcome window has closed, by arm
     (with `by_offer_type`: its sends by offer type and arm), with the ratio's 95 % interval (empty before a
-    model served a day to its window's end)."""
+    model served a day to its window's end); `day` or the days from `since`, of every model or one."""
     if not served_tables_exist(con) or (by_offer_type and not table_exists(con, "raw", "offers")):
         return pl.DataFrame()
     and_where = f"and d.decision_date = DATE '{day}'" if day else ""
+    if since:
+        and_where += f" and d.decision_date >= DATE '{since}'"
+    if model_version:
+        and_where += " and d.model_version = '{}'".format(model_version.replace("'", "''"))
     parts = {"group": "arm", "offer_type": "", "offers_join": ""}
     if by_offer_type:
         and_where += " and d.action = 'send'"
@@ -117,6 +124,29 @@ def serving_calibration(con: duckdb.DuckDBPyConnection, day: date | None = None,
         *(pl.Series(name, np.round(v, 3)).fill_nan(None) for name, v in
           (("realized_over_predicted", ratio), ("ratio_low", low), ("ratio_high", high))),
     )
+
+
+def explored_calibration(
+    con: duckdb.DuckDBPyConnection, model_version: str, since: date, error_rate: float = 0.05
+) -> pl.DataFrame:
+    """The serving model's explored sends since `since`, overall (offer_type "all") and by offer type, each
+    with `miscalibrated`: its realized/predicted interval excludes 1, at a level that holds the chance of any
+    false alarm among the segments to `error_rate` (Bonferroni). Explored sends are uniform draws, so a
+    segment off here is drift of the model itself, not the winner's curse of the planned sends."""
+    overall = serving_calibration(con, model_version=model_version, since=since)
+    by_offer = serving_calibration(con, by_offer_type=True, model_version=model_version, since=since)
+    frames = [f.filter(pl.col("arm") == "explored send") for f in (overall, by_offer) if not f.is_empty()]
+    columns = ["offer_type", "decisions", "predicted_conversions", "conversions"]
+    segments = pl.concat(
+        [frames[0].with_columns(pl.lit("all").alias("offer_type")).select(columns), *(f.select(columns) for f in frames[1:])]
+    ) if frames else pl.DataFrame()
+    if segments.is_empty():
+        return segments
+    low, high = ratio_interval(segments["conversions"].to_numpy(), segments["predicted_conversions"].to_numpy(),
+                               level=1.0 - error_rate / segments.height)
+    return segments.with_columns(
+        pl.Series("ratio_low", np.round(low, 3)).fill_nan(None), pl.Series("ratio_high", np.round(high, 3)).fill_nan(None)
+    ).with_columns(((pl.col("ratio_high") < 1) | (pl.col("ratio_low") > 1)).fill_null(False).alias("miscalibrated"))
 
 
 def daily_report(

@@ -150,3 +150,29 @@ def test_ratio_interval_has_no_ratio_where_nothing_was_predicted() -> None:
     low, high = ratio_interval(np.array([0, 2]), np.array([0.0, 1.0]))
     assert np.isnan(low[0]) and np.isnan(high[0])
     assert low[1] == pytest.approx(0.2422, abs=1e-4) and high[1] == pytest.approx(7.2247, abs=1e-4)
+
+
+def test_explored_calibration_flags_only_a_segment_whose_interval_excludes_one() -> None:
+    from orchestration.report import explored_calibration
+
+    rows = (
+        # Free shipping: 40 explored sends predicted at 0.5 each (20 conversions), none came: off.
+        [{"offer_id": "o1", "is_exploration": True, "p_convert_send": 0.5} for _ in range(40)]
+        # Percent off: 40 predicted at 0.1 (4), 4 came: calibrated.
+        + [{"offer_id": "o2", "is_exploration": True, "p_convert_send": 0.1, "label_convert": i < 4} for i in range(40)]
+        # Planned sends (the winner's curse, not drift), another model's and older days' sends: not read.
+        + [{"offer_id": "o2", "p_convert_send": 0.9} for _ in range(20)]
+        + [{"offer_id": "o2", "is_exploration": True, "model_version": "m:0", "score_version": "m:0",
+            "p_convert_send": 0.9} for _ in range(20)]
+        + [{"offer_id": "o2", "is_exploration": True, "decision_date": date(2026, 11, 1), "p_convert_send": 0.9}
+           for _ in range(20)]
+    )
+    segments = explored_calibration(_with_offers(_warehouse(rows)), "m:1", since=date(2026, 11, 20))
+    by_type = {r["offer_type"]: r for r in segments.iter_rows(named=True)}
+    assert set(by_type) == {"all", "free_shipping", "percent_off"}
+    assert by_type["free_shipping"]["miscalibrated"] and not by_type["percent_off"]["miscalibrated"]
+    assert (by_type["all"]["decisions"], by_type["all"]["conversions"]) == (80, 4)
+    assert by_type["all"]["predicted_conversions"] == pytest.approx(24.0)
+    # Three segments: each interval at 1 - 0.05 / 3, wider than the report's 95 %.
+    assert by_type["percent_off"]["ratio_high"] > ratio_interval(np.array([4]), np.array([4.0]))[1][0]
+    assert explored_calibration(_with_offers(_warehouse(rows)), "m:2", since=date(2026, 11, 20)).is_empty()

@@ -43,8 +43,8 @@ def test_backfill_of_three_days_exports_within_the_rules(shop) -> None:
         failed = [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed and e.check_name != "gx_drift"]
         assert not failed, failed
         checks_seen |= {f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations}
-    assert {"promo_plan:plan_respects_the_rules", "promo_plan:gx_contract", "delivery_export:export_respects_the_rules",
-            "delivery_export:gx_contract"} <= checks_seen
+    assert {"promo_plan:plan_respects_the_rules", "promo_plan:gx_contract", "promo_plan:serving_model_is_calibrated",
+            "delivery_export:export_respects_the_rules", "delivery_export:gx_contract"} <= checks_seen
 
     def read(sql: str) -> pl.DataFrame:
         con = duckdb.connect(str(paths.warehouse), read_only=True)

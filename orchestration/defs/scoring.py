@@ -667,5 +667,37 @@ def export_violations(con: duckdb.DuckDBPyConnection, folder: Path, day: date, c
     return {k: int(v) for k, v in counts.items()}
 
 
+CALIBRATION_CHECK_DAYS = 14  # days of the serving model's explored sends the drift check reads
+
+
+@dg.asset_check(
+    asset=promo_plan, blocking=False,
+    description="The serving model's conversions on its explored (uniform) sends of the last 14 days, overall "
+    "and by offer type, within their intervals of what it predicted: a warning of drift.",
+)
+def serving_model_is_calibrated(context: dg.AssetCheckExecutionContext, promo: PromoHome) -> dg.AssetCheckResult:
+    from orchestration.report import explored_calibration
+
+    day = date.fromisoformat(context.run.tags["dagster/partition"])
+    with promo.connect() as con:
+        versions = con.execute("select distinct model_version from delivery.scores where decision_date = ?", [day]).fetchall()
+        model = versions[0][0] if versions else "none"
+        segments = (explored_calibration(con, model, day - timedelta(days=CALIBRATION_CHECK_DAYS))
+                    if model != "none" else pl.DataFrame())
+    if segments.is_empty():
+        return dg.AssetCheckResult(passed=True, metadata={"model": model, "note": "no explored send of a trained model "
+                                                          "with a closed outcome window yet"})
+    header = "| offer type | sends | predicted | conversions | interval of realized / predicted |\n|---|---:|---:|---:|---|\n"
+    rows = "".join(f"| {r['offer_type']} | {r['decisions']} | {r['predicted_conversions']} | {r['conversions']} | "
+                   f"[{r['ratio_low']}, {r['ratio_high']}]{' **off**' if r['miscalibrated'] else ''} |\n"
+                   for r in segments.iter_rows(named=True))
+    off = segments.filter(pl.col("miscalibrated"))["offer_type"].to_list()
+    return dg.AssetCheckResult(
+        passed=not off, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"model": model, "miscalibrated": ", ".join(off) or "none",
+                  "segments": dg.MetadataValue.md(header + rows)},
+    )
+
+
 scoring_assets = [promo_candidates, promo_scores, promo_plan, promo_messages, delivery_export]
-output_checks = [plan_respects_the_rules, export_respects_the_rules]
+output_checks = [plan_respects_the_rules, export_respects_the_rules, serving_model_is_calibrated]
