@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not scorecard_path.exists():
         raise SystemExit(f"{scorecard_path}: not found; run `python -m bench.closed_loop --home {home}` first")
 
-    from orchestration.defs.scoring import PlanSettings, plan_inputs
+    from orchestration.defs.scoring import REDEMPTION_DELAYS_SQL, PlanSettings, plan_inputs
     from orchestration.warehouse import columns_of
     from simulator.policies import with_truth
     from simulator.shop import Shop
@@ -104,10 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{day}: platform {value:,.1f} (true cost {cost:.1f}; scorecard {row['scorecard_platform']}), "
                   f"paced {paced['value']:,.1f} (true cost {paced['cost']:.1f}, planned with {paced['planned_budget']:.1f}), "
                   f"oracle {row['oracle']}", flush=True)
-        delays = con.sql(
-            "select date_diff('second', d.send_at, o.attributed_convert_at) / 3600.0 as h from delivery.decisions d "
-            "join marts.fct_delivery_outcomes o using (decision_id) where d.action = 'send' and o.attributed_convert_at is not null"
-        ).pl()["h"] if "attributed_convert_at" in columns_of(con, "marts", "fct_delivery_outcomes") else pl.Series("h", [])
+        # The delays the spend correction reads (REDEMPTION_DELAYS_SQL), over the whole run.
+        delays = con.sql(REDEMPTION_DELAYS_SQL, params=[date.min, date.max]).pl()["delay_hours"] if (
+            "attributed_convert_at" in columns_of(con, "marts.fct_delivery_outcomes")) else pl.Series("delay_hours", [])
     finally:
         con.close()
     if len(delays):

@@ -14,7 +14,7 @@ import polars as pl
 from scipy.stats import chi2
 
 from orchestration.settings import PromoPaths
-from orchestration.warehouse import SERVED_JOIN, served_tables_exist, table_exists
+from orchestration.warehouse import SERVED_JOIN, columns_of, served_tables_exist, table_exists
 
 DAILY_SQL = """
 select d.decision_date as day,
@@ -157,7 +157,7 @@ def daily_report(
     try:
         daily = con.sql(DAILY_SQL.format(where=where)).pl()
         if table_exists(con, "delivery", "plans"):  # warehouses planned before delivery.plans existed have only the decisions
-            columns = {row[0] for row in con.execute("describe delivery.plans").fetchall()}
+            columns = columns_of(con, "delivery.plans")
             # Days planned before the spend correction existed (no column, or null where a later day added
             # it) were planned on the model's own costs: factor 1.
             factor = "coalesce(cost_factor, 1.0)" if "cost_factor" in columns else "1.0"

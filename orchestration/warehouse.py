@@ -72,11 +72,9 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool
     )
 
 
-def columns_of(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> set[str]:
-    rows = con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ?", [schema, name]
-    ).fetchall()
-    return {row[0] for row in rows}
+def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    """The column names of `table` (schema-qualified; it must exist)."""
+    return {row[0] for row in con.execute(f"describe {table}").fetchall()}
 
 
 # Each logged decision with the deciding model's score of the same action on the same day (d, s) and its

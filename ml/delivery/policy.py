@@ -235,8 +235,8 @@ def spend_correction(predicted: float, realized: float, variance: float, prior: 
     Why: the budget is spent on the model's predicted cost, and the sends a plan picks are the ones the
     model rates highest, so their predictions are biased up (the winner's curse: on the closed loop the
     champion's sends realized well under their predicted conversions) and the plan under-spends the
-    budget. The ratio realized / predicted of recent sends whose outcome window has closed corrects the
-    level. Realized spend is a sum of a few large redemptions, so the estimate is held to the safe side:
+    budget. The ratio realized / predicted of recent sends corrects the level (a send whose outcome window
+    is still open is predicted at the share of its redemptions seen so far, `observed_share`). Realized spend is a sum of a few large redemptions, so the estimate is held to the safe side:
     `prior` is pseudo-evidence at ratio 1 (money of predicted cost), `variance` that of the realized sum
     (under the model, sum of cost^2 p (1 - p)), and the factor is the ratio's upper bound at `sds` standard
     deviations (spending less than the budget is the lesser error), clipped to COST_FACTOR_BOUNDS.

@@ -22,6 +22,7 @@ import polars as pl
 from orchestration.defs.scoring import GENERATOR_NAME, RANKER_NAME
 from orchestration.partitions import daily_partitions
 from orchestration.resources import PromoHome
+from orchestration.warehouse import columns_of
 
 
 class GeneratorTraining(dg.Config):
@@ -139,7 +140,7 @@ def logged_feedback(promo: PromoHome, day: date, window_days: int) -> pl.DataFra
         tables = {f"{s}.{t}" for s, t in con.sql("select table_schema, table_name from information_schema.tables").fetchall()}
         if not {"delivery.messages", "marts.fct_delivery_outcomes"} <= tables:
             return pl.DataFrame()
-        columns = {r[0] for r in con.sql("describe delivery.messages").fetchall()}
+        columns = columns_of(con, "delivery.messages")
         if "prompt" not in columns:  # messages written before variants were logged
             return pl.DataFrame()
         return con.sql(FEEDBACK_SQL.format(day=day, start=day - timedelta(days=window_days))).pl()

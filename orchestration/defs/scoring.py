@@ -131,9 +131,10 @@ where d.action = 'send' and d.model_version = ? and d.decision_date >= ? and d.d
 
 # How late coupons are redeemed: hours from send to redemption of the closed windows' sends of any model
 # (a property of the shop's customers, not of the model) in the span.
-REDEMPTION_DELAYS_SQL = f"""
+REDEMPTION_DELAYS_SQL = """
 select date_diff('second', d.send_at, o.attributed_convert_at) / 3600.0 as delay_hours
-{SERVED_JOIN}
+from delivery.decisions d
+join marts.fct_delivery_outcomes o on o.decision_id = d.decision_id
 where d.action = 'send' and o.window_closed and o.attributed_convert_at is not null
   and d.decision_date >= ? and d.decision_date < ?
 """
@@ -160,7 +161,7 @@ def recent_spend(con: duckdb.DuckDBPyConnection, day: date, days: int, model_ver
     if days < 1 or model_version == "none" or not served_tables_exist(con):
         return RecentSpend()
     # An outcomes mart built by an earlier version (before its next features run) has no delays: closed only.
-    timed = {"observed_hours", "attributed_convert_at"} <= columns_of(con, "marts", "fct_delivery_outcomes")
+    timed = {"observed_hours", "attributed_convert_at"} <= columns_of(con, "marts.fct_delivery_outcomes")
     sql = RECENT_SENDS_SQL.format(observed_hours="o.observed_hours" if timed else "0.0")
     sends = con.sql(sql, params=[model_version, day - timedelta(days=days), day]).pl()
     if sends.is_empty():
@@ -204,11 +205,16 @@ class PlanInputs:
     recent_sends: pl.DataFrame
 
 
+def serving_model(con: duckdb.DuckDBPyConnection, day: date) -> str:
+    """The model version that scored `day` ("none": the cold-start prior, or no scores yet)."""
+    versions = con.execute("select distinct model_version from delivery.scores where decision_date = ?", [day]).fetchall()
+    return versions[0][0] if versions else "none"
+
+
 def plan_inputs(con: duckdb.DuckDBPyConnection, settings: PlanSettings, day: date) -> PlanInputs:
     """The day's plan inputs from the warehouse (`promo_plan`; bench/closed_loop_pacing.py re-plans a served
     day from them)."""
-    versions = con.execute("select distinct model_version from delivery.scores where decision_date = ?", [day]).fetchall()
-    model_version = versions[0][0] if versions else "none"
+    model_version = serving_model(con, day)
     cfg, spend = day_plan_config(con, settings, day, model_version)
     scored = con.sql(
         f"select {', '.join(PLAN_COLUMNS)} from delivery.scores where decision_date = DATE '{day}' "
@@ -246,7 +252,7 @@ def _replace_day(con: duckdb.DuckDBPyConnection, table: str, day: date, frame: p
     try:
         con.register("_frame", frame)
         con.execute(f"create table if not exists {table} as select * from _frame where false")
-        existing = {r[0] for r in con.execute(f"describe {table}").fetchall()}
+        existing = columns_of(con, table)
         for column, dtype, *_ in con.execute("describe _frame").fetchall():
             if column not in existing:  # a column added by a newer version: earlier days keep nulls
                 con.execute(f'alter table {table} add column "{column}" {dtype}')
@@ -296,7 +302,7 @@ def _swap_in_day(con: duckdb.DuckDBPyConnection, day: date) -> None:
     con.execute("begin transaction")
     try:
         con.execute(f"create table if not exists delivery.scores as select * from {SCORES_STAGING} where false")
-        existing = {r[0] for r in con.execute("describe delivery.scores").fetchall()}
+        existing = columns_of(con, "delivery.scores")
         for column, dtype, *_ in con.execute(f"describe {SCORES_STAGING}").fetchall():
             if column not in existing:  # a column added by a newer version: earlier days keep nulls
                 con.execute(f'alter table delivery.scores add column "{column}" {dtype}')
@@ -680,8 +686,7 @@ def serving_model_is_calibrated(context: dg.AssetCheckExecutionContext, promo: P
 
     day = date.fromisoformat(context.run.tags["dagster/partition"])
     with promo.connect() as con:
-        versions = con.execute("select distinct model_version from delivery.scores where decision_date = ?", [day]).fetchall()
-        model = versions[0][0] if versions else "none"
+        model = serving_model(con, day)
         segments = (explored_calibration(con, model, day - timedelta(days=CALIBRATION_CHECK_DAYS))
                     if model != "none" else pl.DataFrame())
     if segments.is_empty():
